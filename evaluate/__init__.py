@@ -1,0 +1,1 @@
+"""mir_eval metrics, reports and prediction on any audio (`hkd-eval`)."""

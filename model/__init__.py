@@ -1,0 +1,1 @@
+"""Networks (student MSNet, teacher FTANet), decoding to Hz, checkpoints."""

@@ -1,0 +1,1 @@
+"""Datasets → CFP features + harmonic labels → chunked HDF5 shards (`hkd-prep`)."""

@@ -1,0 +1,82 @@
+"""The time/frequency grid shared by every stage (method.md §2.1, §3).
+
+- Audio is 8 kHz mono; features use a 10 ms hop (80 samples). Frame ``i`` is centred at ``(i + 1) * 0.01`` s.
+- Pitch bins: ``k = round(60 * log2(f / 31))`` for voiced ``f``, clipped to ``1..320``; ``0`` means unvoiced.
+  Bin ``k >= 1`` decodes to ``31 * 2 ** (k / 60)`` Hz.
+- Networks see 64-frame segments of a (3, 320, T) CFP and output (4, 321, 64) maps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SR = 8000                 # feature sample rate (Hz)
+HOP = 80                  # samples per frame (10 ms)
+FRAME_PERIOD = HOP / SR   # seconds
+FMIN = 31.0               # Hz of bin 0 of the log-frequency axis
+BINS_PER_OCTAVE = 60      # 20 cents per bin
+N_FREQ = 320              # CFP rows
+N_BINS = 321              # output rows: 0 = unvoiced, 1..320 = pitch
+N_CLASSES = 4             # melody, harmonic, sub-harmonic, non-melody
+SEG_LEN = 64              # frames per training segment
+
+
+def n_frames(n_samples: int) -> int:
+    """Number of CFP frames for ``n_samples`` of 8 kHz audio: ``ceil(n / 80) - 1``."""
+    return max(int(np.ceil(n_samples / HOP)) - 1, 0)
+
+
+def frame_times(n: int) -> np.ndarray:
+    """Centre times (s) of ``n`` CFP frames: ``(i + 1) * 0.01``."""
+    return (np.arange(n, dtype=np.float64) + 1.0) * FRAME_PERIOD
+
+
+def hz_to_bin(f0) -> np.ndarray:
+    """Label bin of each f0: ``round(60 log2(f/31))`` clipped to ``1..320``; ``f <= 0`` or NaN → 0 (unvoiced).
+
+    Unlike the official ``convert_y`` this never yields negative bins (f < 31 Hz is clipped to bin 1, not
+    wrapped around to row 321 + k) and treats 31.0 Hz as voiced bin 1.
+    """
+    f = np.asarray(f0, dtype=np.float64)
+    voiced = np.isfinite(f) & (f > 0)
+    k = np.zeros(f.shape, dtype=np.int16)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kv = np.rint(BINS_PER_OCTAVE * np.log2(f[voiced] / FMIN))
+    k[voiced] = np.clip(kv, 1, N_FREQ).astype(np.int16)
+    return k
+
+
+def bin_to_hz(k) -> np.ndarray:
+    """Hz of each bin as float: ``31 * 2**(k/60)`` for ``k >= 1``, 0 for ``k == 0``."""
+    k = np.asarray(k)
+    return np.where(k > 0, FMIN * 2.0 ** (k.astype(np.float64) / BINS_PER_OCTAVE), 0.0)
+
+
+# Every parameter that changes the numbers of a feature or label. Its hash tags caches and checkpoints,
+# so shards made with other parameters are never mixed with these.
+FEATURE_PARAMS = {
+    "feature": "cfp",
+    "sr": SR,
+    "hop": HOP,
+    "window": "blackmanharris",
+    "win_length": 768,
+    "n_fft": 4000,
+    "gammas": [0.24, 0.6, 1.0],
+    "fmin": FMIN,
+    "fmax": 1250.0,
+    "bins_per_octave": BINS_PER_OCTAVE,
+    "n_freq": N_FREQ,
+    "norm": "log1p-minmax-per-channel",
+    "quirks": "ftanet-cfp.py",   # the original's window taps, edges, stretched axis, asymmetric zeroing
+    "resampler": "soxr-hq",
+    "label_bins": "round(60*log2(f/31)) clip 1..320",
+    "seg_len": SEG_LEN,
+}
+
+
+def feature_hash(params: dict | None = None) -> str:
+    """Short stable hash (16 hex chars) of the feature parameters."""
+    import hashlib
+    import json
+
+    blob = json.dumps(FEATURE_PARAMS if params is None else params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Shard datasets, teacher pre-training, HKDSME student distillation (`hkd-train`)."""
