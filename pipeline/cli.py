@@ -1,11 +1,130 @@
-"""`hkd-prep` command line."""
+"""`hkd-prep` command line: CFP of one file, batch extraction into a shard cache, cache summary."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
 import click
+import numpy as np
+
+from hkdsme.pipeline.errors import InputError
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
 
 
 @click.group()
 @click.version_option(package_name="hkdsme")
 def main():
     """Prepare features: datasets → CFP + labels → HDF5 shards."""
+
+
+@main.command()
+@click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output .npy file: float32 (3, 320, T).")
+def cfp(audio, out):
+    """CFP features of one AUDIO file (8 kHz mono after loading) saved as a .npy array."""
+    from hkdsme.pipeline.audio import load_audio
+    from hkdsme.pipeline.cfp import cfp as cfp_fn
+
+    try:
+        x = load_audio(audio)
+        try:
+            feats = cfp_fn(x)
+        except InputError as e:
+            raise InputError(audio, e.reason) from None
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:   # a file object, so np.save does not append ".npy" to the temp name
+        np.save(fh, np.asarray(feats, dtype=np.float32))
+    os.replace(tmp, out)
+    click.echo(f"{out}: {feats.shape[0]}x{feats.shape[1]}x{feats.shape[2]} ({feats.shape[2] / 100:.2f} s)")
+
+
+@main.command()
+@click.option("--dataset", required=True, help="mir1k, medleydb, adc2004, mirex05, ikala, unlabeled, synthetic")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache folder [default: data_cache/<dataset>[-<split>]].")
+@click.option("--split", default=None, help="Dataset split (e.g. train / validation / test).")
+@click.option("--tracks", "tracks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Text file of track ids to extract, one per line.")
+@click.option("--jobs", default=-1, show_default=True, help="Parallel workers (-1 = all cores).")
+@click.option("--backend", type=click.Choice(["loky", "threading", "dask"]), default="loky", show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N tracks.")
+@click.option("--force", is_flag=True, help="Recompute everything (also rebuilds a cache with another feature hash).")
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any track failed.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress):
+    """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
+    from hkdsme.pipeline import datasets
+    from hkdsme.pipeline.extract import extract as run_extract
+
+    if out is None:
+        out = Path("data_cache") / (dataset + (f"-{split}" if split else ""))
+    try:
+        tracks = datasets.list_tracks(dataset, root, split=split, tracks_file=tracks_file, limit=limit)
+    except (InputError, ValueError, KeyError) as e:
+        raise click.ClickException(str(e)) from None
+    if not tracks:
+        raise click.ClickException(f"no tracks found for dataset {dataset!r} in {root}")
+    t0 = time.perf_counter()
+    try:
+        s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
+                        progress=not no_progress, dataset=dataset, echo=click.echo)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
+               f"in {time.perf_counter() - t0:.1f} s; cache holds {s['tracks']} tracks, "
+               f"{_hms(s['hours'] * 3600)} of audio, {s['segments']} segments")
+    if not s["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("cache_dir", type=click.Path(path_type=Path))
+def info(cache_dir):
+    """Summary of a feature cache written by `hkd-prep extract`."""
+    from hkdsme.pipeline.shards import open_cache
+
+    try:
+        c = open_cache(cache_dir)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    entries = list(c.tracks.values())
+    labeled = [e for e in entries if e.get("labeled")]
+    frames = sum(e["n_frames"] for e in labeled)
+    voiced = sum(e.get("n_voiced", 0) for e in labeled)
+    size = sum(p.stat().st_size for p in Path(cache_dir).rglob("*") if p.is_file())
+    rows = [
+        ("dataset", c.dataset),
+        ("feature hash", c.feature_hash),
+        ("tracks", f"{len(entries)} ({len(labeled)} labeled, {len(entries) - len(labeled)} unlabeled)"),
+        ("failed", str(len(c.failed))),
+        ("duration", _hms(sum(e["duration_s"] for e in entries))),
+        ("segments", str(sum(e["n_segments"] for e in entries))),
+        ("voiced", f"{voiced / frames:.1%} of labeled frames" if frames else "n/a"),
+        ("size on disk", _size(size)),
+    ]
+    for k, v in rows:
+        click.echo(f"{k:<13} {v}")
+    for tid, reason in sorted(c.failed.items()):
+        click.echo(f"  failed {tid}: {reason}")
 
 
 if __name__ == "__main__":

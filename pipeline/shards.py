@@ -1,0 +1,252 @@
+"""Feature cache on disk: one chunked HDF5 shard per track plus a ``manifest.json`` (docs/contracts.md).
+
+A track's CFP ``(3, 320, T)`` is cut into ``S = ceil(T / 64)`` segments of 64 frames; the tail is zero-padded
+and flagged by ``mask == False``. Features are stored as float16 in chunks of exactly one segment
+``(1, 3, 320, 64)``, uncompressed, so a loader can read one segment with one contiguous read (or memory-map it
+at ``dset.id.get_chunk_info(i).byte_offset``). ``benchmarks/bench_shards.py`` holds the measurements behind
+this choice.
+
+Every file is written to a temporary name in the same folder and moved into place with ``os.replace``, so a
+killed run leaves either the old file, the new file or a ``*.tmp-<pid>`` leftover, never a half-written shard
+under the real name.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hkdsme.pipeline import grid
+from hkdsme.pipeline.errors import InputError
+
+MANIFEST = "manifest.json"
+SHARD_DIR = "shards"
+MANIFEST_VERSION = 1
+FEATURE_DTYPE = np.float16     # normalised CFP lies in [0, 1]: float16 error <= 2**-12 there (see benchmark)
+COMPRESSION = None             # uncompressed chunks can be memory-mapped; see benchmark for lzf / gzip
+_DATASETS = ("features", "bins", "f0", "mask", "start")
+
+
+def shard_relpath(track_id: str) -> str:
+    """Manifest path of a track's shard, ``shards/<id>.h5``; path separators in the id become ``__``."""
+    safe = track_id.replace("/", "__").replace("\\", "__")
+    if safe in ("", ".", ".."):
+        raise ValueError(f"unusable track id {track_id!r}")
+    return f"{SHARD_DIR}/{safe}.h5"
+
+
+def tmp_name(path: Path) -> Path:
+    """Per-process temporary sibling of ``path``: ``<name>.tmp-<pid>`` (removed by the next run if left over)."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def segment(features: np.ndarray, bins=None, f0=None, seg_len: int = grid.SEG_LEN) -> dict:
+    """Cut a track into ``S = ceil(T / seg_len)`` padded segments.
+
+    Returns arrays ``features (S, 3, 320, L)``, ``bins (S, L)`` int16, ``f0 (S, L)`` float32,
+    ``mask (S, L)`` bool (False on the zero tail padding) and ``start (S,)`` int64 = ``s * L``.
+    Missing ``bins`` / ``f0`` (unlabeled track) are stored as zeros.
+    """
+    c, f, t = features.shape
+    if t < 1:
+        raise ValueError("track has no frames")
+    s = -(-t // seg_len)
+    pad = s * seg_len - t
+
+    def cut(a, dtype):
+        a = np.zeros(t, dtype) if a is None else np.asarray(a, dtype)
+        if a.shape != (t,):
+            raise ValueError(f"label length {a.shape} does not match {t} frames")
+        return np.concatenate([a, np.zeros(pad, dtype)]).reshape(s, seg_len)
+
+    feats = np.concatenate([features, np.zeros((c, f, pad), features.dtype)], axis=2)
+    feats = feats.reshape(c, f, s, seg_len).transpose(2, 0, 1, 3)
+    mask = np.zeros(s * seg_len, bool)
+    mask[:t] = True
+    return {
+        "features": feats,
+        "bins": cut(bins, np.int16),
+        "f0": cut(f0, np.float32),
+        "mask": mask.reshape(s, seg_len),
+        "start": np.arange(s, dtype=np.int64) * seg_len,
+    }
+
+
+def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: str, audio_path="",
+                feature_hash: str | None = None, dtype=FEATURE_DTYPE, compression=COMPRESSION) -> dict:
+    """Write one track atomically (temp file + ``os.replace``); return ``{"n_frames", "n_segments", "n_voiced"}``.
+
+    ``features`` is the float32 ``(3, 320, T)`` CFP, ``bins`` / ``f0`` per-frame labels or None (unlabeled).
+    ``dtype`` / ``compression`` exist for the benchmark; the cache format is float16, uncompressed.
+    """
+    path = Path(path)
+    features = np.asarray(features)
+    if features.ndim != 3 or features.shape[:2] != (3, grid.N_FREQ):
+        raise ValueError(f"features must be (3, {grid.N_FREQ}, T), got {features.shape}")
+    t = features.shape[2]
+    seg = segment(features, bins, f0)
+    s = len(seg["start"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(path)
+    try:
+        # track_times=False (h5py's default, stated here on purpose): no timestamps, so rewriting a track
+        # with the same inputs gives the same bytes.
+        with h5py.File(tmp, "w", track_order=False) as h:
+            h.attrs.update({
+                "track_id": track_id, "dataset": dataset, "n_frames": t, "labeled": bins is not None,
+                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": str(audio_path),
+            })
+            h.create_dataset("features", data=seg["features"].astype(dtype), chunks=(1, 3, grid.N_FREQ, grid.SEG_LEN),
+                             compression=compression, track_times=False)
+            for name in ("bins", "f0", "mask", "start"):
+                h.create_dataset(name, data=seg[name], track_times=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(seg["bins"]))}
+
+
+def _check_shard(h: h5py.File, path) -> int:
+    """Validate the datasets of an open shard; return its ``n_frames``."""
+    missing = [k for k in _DATASETS if k not in h]
+    if missing:
+        raise InputError(path, f"corrupt shard: missing datasets {missing}")
+    s = h["start"].shape[0]
+    want = {"features": (s, 3, grid.N_FREQ, grid.SEG_LEN), "bins": (s, grid.SEG_LEN),
+            "f0": (s, grid.SEG_LEN), "mask": (s, grid.SEG_LEN)}
+    for k, shape in want.items():
+        if h[k].shape != shape:
+            raise InputError(path, f"corrupt shard: {k} has shape {h[k].shape}, expected {shape}")
+    t = int(h.attrs.get("n_frames", -1))
+    if not (s - 1) * grid.SEG_LEN < t <= s * grid.SEG_LEN:
+        raise InputError(path, f"corrupt shard: n_frames={t} does not fit {s} segments")
+    return t
+
+
+def read_track(path):
+    """Rebuild a whole track from its shard: ``(features (3, 320, T) float32, bins (T,) int16, f0 (T,) float32)``.
+
+    The segments are concatenated along time and the tail padding (``mask == False``) is dropped.
+    Raises ``InputError(path, ...)`` for a missing, unreadable or inconsistent shard.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "shard not found")
+    try:
+        with h5py.File(path, "r") as h:
+            t = _check_shard(h, path)
+            feats = h["features"][()]
+            bins, f0, mask = h["bins"][()], h["f0"][()], h["mask"][()]
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError) as e:   # h5py reports truncated / non-HDF5 files as OSError
+        raise InputError(path, f"corrupt shard: {e}") from None
+    mask = mask.reshape(-1)
+    if int(mask.sum()) != t or not mask[:t].all():
+        raise InputError(path, "corrupt shard: mask does not mark the first n_frames frames")
+    s = feats.shape[0]
+    feats = feats.transpose(1, 2, 0, 3).reshape(3, grid.N_FREQ, s * grid.SEG_LEN)[:, :, :t]
+    return feats.astype(np.float32), bins.reshape(-1)[:t], f0.reshape(-1)[:t]
+
+
+def shard_ok(path) -> bool:
+    """True when ``path`` opens as a shard with consistent datasets (cheap: reads metadata only)."""
+    try:
+        with h5py.File(path, "r") as h:
+            _check_shard(h, path)
+        return True
+    except (InputError, OSError, KeyError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- manifest
+
+def new_manifest(dataset: str) -> dict:
+    return {"version": MANIFEST_VERSION, "dataset": dataset, "feature_params": grid.FEATURE_PARAMS,
+            "feature_hash": grid.feature_hash(), "tracks": {}, "failed": {}}
+
+
+def load_manifest(cache_dir) -> dict | None:
+    """The manifest of ``cache_dir``, or None if it has none. Raises ``InputError`` if it is unreadable."""
+    p = Path(cache_dir) / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(p, f"unreadable manifest: {e}") from None
+    if not isinstance(m, dict) or not {"feature_hash", "tracks"} <= m.keys():
+        raise InputError(p, "unreadable manifest: missing 'feature_hash' / 'tracks'")
+    m.setdefault("failed", {})
+    return m
+
+
+def write_manifest(cache_dir, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically (temp file + ``os.replace``)."""
+    p = Path(cache_dir) / MANIFEST
+    tmp = tmp_name(p)
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, p)
+
+
+@dataclass
+class Cache:
+    """An extracted feature cache: ``manifest.json`` + ``shards/*.h5``."""
+
+    root: Path
+    manifest: dict = field(repr=False)
+
+    @property
+    def feature_hash(self) -> str:
+        return self.manifest["feature_hash"]
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest.get("dataset", "")
+
+    @property
+    def tracks(self) -> dict:
+        """``{track_id: {"shard", "n_frames", "n_segments", "duration_s", "labeled", ...}}``."""
+        return self.manifest["tracks"]
+
+    @property
+    def failed(self) -> dict:
+        return self.manifest.get("failed", {})
+
+    def shard_path(self, track_id: str) -> Path:
+        return self.root / self.tracks[track_id]["shard"]
+
+    def shard_paths(self) -> list[Path]:
+        """Absolute shard paths, in sorted track-id order."""
+        return [self.shard_path(t) for t in sorted(self.tracks)]
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self):
+        """Yield ``(track_id, shard_path)`` in sorted track-id order."""
+        return ((t, self.shard_path(t)) for t in sorted(self.tracks))
+
+
+def open_cache(cache_dir, expected_hash: str | None = None) -> Cache:
+    """Open a cache written by ``hkd-prep extract``.
+
+    Raises ``InputError`` for a missing / empty folder, a missing or unreadable manifest, or (with
+    ``expected_hash``) features computed with other parameters.
+    """
+    root = Path(cache_dir)
+    if not root.is_dir():
+        raise InputError(root, "cache folder does not exist")
+    m = load_manifest(root)
+    if m is None:
+        what = "empty folder" if not any(root.iterdir()) else "no manifest.json"
+        raise InputError(root, f"{what}: not a feature cache (run `hkd-prep extract` first)")
+    if expected_hash is not None and m["feature_hash"] != expected_hash:
+        raise InputError(root / MANIFEST, f"features have hash {m['feature_hash']}, expected {expected_hash} "
+                                          "(re-extract with `hkd-prep extract --force`)")
+    return Cache(root, m)
