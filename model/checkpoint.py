@@ -1,0 +1,150 @@
+"""One-file checkpoints: state dict + plain-python metadata, loadable with ``torch.load(weights_only=True)``.
+
+File content (a dict)::
+
+    {"format": "hkdsme-checkpoint", "format_version": 1,
+     "kind": "student" | "teacher", "n_classes": int, "heads": bool,   # enough to rebuild the network
+     "feature_hash": str,                                            # grid.feature_hash() of the training features
+     "config": dict, "metrics": dict | None, "extra": dict | None, "torch_version": str,
+     "state_dict": {name: tensor}}
+
+Metadata may only hold tensors, dicts with str keys, lists, str, int, float, bool and None (tuples are
+stored as lists, ``Path`` as str, numpy scalars as python numbers), so loading never unpickles code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hkdsme.model.student import MSNet
+from hkdsme.model.teacher import FTANet
+from hkdsme.pipeline.errors import InputError
+
+FORMAT = "hkdsme-checkpoint"
+FORMAT_VERSION = 1
+KINDS = {"student": MSNet, "teacher": FTANet}
+
+
+def build_model(kind: str, *, n_classes: int = 4, heads: bool = True) -> nn.Module:
+    """A fresh network: ``MSNet(n_classes, heads)`` for "student", ``FTANet(n_classes)`` for "teacher"
+    (``heads`` is ignored for the teacher, which has none)."""
+    if kind == "student":
+        return MSNet(n_classes=n_classes, heads=heads)
+    if kind == "teacher":
+        return FTANet(n_classes=n_classes)
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(KINDS)}")
+
+
+def _plain(obj, where: str):
+    """Copy of ``obj`` made only of types the weights-only unpickler accepts; TypeError otherwise."""
+    if obj is None:
+        return obj
+    for t in (bool, int, float, str):   # exact types: subclasses (TorchVersion, IntEnum) need their globals
+        if isinstance(obj, t):
+            return t(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: dict keys must be str, got {k!r}")
+            out[k] = _plain(v, f"{where}.{k}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    raise TypeError(f"{where}: cannot store {type(obj).__name__} in a checkpoint (plain python types only)")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    # DataParallel/DDP keep the net in .module, torch.compile in ._orig_mod: store the bare names
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def save_checkpoint(path, model: nn.Module, *, kind: str, config: dict, feature_hash: str,
+                    metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``model`` + metadata to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
+    net = _unwrap(model)
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(KINDS)}")
+    if not isinstance(net, KINDS[kind]):
+        raise TypeError(f"kind={kind!r} needs a {KINDS[kind].__name__}, got {type(net).__name__}")
+    if not isinstance(feature_hash, str) or not feature_hash:
+        raise ValueError("feature_hash must be a non-empty str (grid.feature_hash())")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "n_classes": int(net.n_classes),
+        "heads": bool(getattr(net, "heads", False)),
+        "feature_hash": feature_hash,
+        "config": _plain(dict(config), "config"),
+        "metrics": _plain(metrics, "metrics"),
+        "extra": _plain(extra, "extra"),
+        "torch_version": str(torch.__version__),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, *, expected_feature_hash: str | None = None, expected_kind: str | None = None,
+                    map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network of a checkpoint; returns ``(model in eval mode, meta)`` (meta = all but the weights).
+
+    Raises :class:`InputError` naming the file if it is missing, unreadable, not an hkdsme checkpoint, of
+    another kind than ``expected_kind``, or trained on features other than ``expected_feature_hash``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled code, ...
+        raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(path, "not an hkdsme checkpoint (no 'format': 'hkdsme-checkpoint' entry)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(path, f"unsupported checkpoint format_version {payload.get('format_version')!r}")
+    kind = payload.get("kind")
+    if kind not in KINDS:
+        raise InputError(path, f"unknown model kind {kind!r} in checkpoint")
+    if expected_kind is not None and kind != expected_kind:
+        raise InputError(path, f"checkpoint holds a {kind} network, expected a {expected_kind}")
+    have = payload.get("feature_hash")
+    if expected_feature_hash is not None and have != expected_feature_hash:
+        raise InputError(path, f"checkpoint was trained on features {have}, data has {expected_feature_hash}: "
+                               "re-extract or use a matching checkpoint")
+    model = build_model(kind, n_classes=payload["n_classes"], heads=payload["heads"])
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise InputError(path, f"weights do not fit a {kind} network: {str(e).splitlines()[0][:200]}") from e
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, meta
