@@ -1,0 +1,80 @@
+"""Harmonic-consistency regularisation (HCR): which pseudo-labelled segments to keep (method.md §2.6).
+
+The student labels every unlabeled 64-frame segment; per frame take the argmax over the 321 rows of each
+channel: melody ``m``, harmonic ``h``, sub-harmonic ``s``. A frame is *consistent* when the three agree
+on one f0 an octave apart:
+
+- faithful (official): ``m == h − 60 == s + 60``; keep a segment iff ``#consistent > threshold · T``
+  (strict: 48/64 is rejected at 0.75);
+- default: ``m ≥ 1`` (unvoiced is never consistent), ``h == m + 60`` if ``m + 60 ≤ 320`` else ``h == 0``,
+  ``s == m − 60`` if ``m − 60 ≥ 1`` else ``s == 0`` (row 0 = "no harmonic", as in the default loss target);
+  keep iff ``#consistent ≥ threshold · #valid frames`` with padded frames (``mask`` False) excluded.
+
+The two agree except at the octave limits: the official rule can never accept ``m > 260`` (it would need
+``h = m + 60 > 320``), and it accepts ``m = 60`` with ``s = 0`` exactly as the default does.
+The kept segment's pseudo-label is the student's full soft output (``probs``) for it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hkdsme.pipeline.grid import BINS_PER_OCTAVE, N_CLASSES, N_FREQ
+
+OCTAVE = BINS_PER_OCTAVE  # 60 rows
+
+
+def _as_tensor(x) -> tuple[torch.Tensor, bool]:
+    is_np = isinstance(x, np.ndarray)
+    t = torch.from_numpy(x) if is_np else x
+    if t.dim() != 4 or t.shape[1] < 3 or t.shape[2] != N_FREQ + 1:
+        raise ValueError(f"HCR needs (N, {N_CLASSES}, {N_FREQ + 1}, T) outputs, got {tuple(t.shape)}")
+    return t, is_np
+
+
+def consistent_frames(probs_or_logits, faithful: bool = False):
+    """Bool (N, T): frames whose melody / harmonic / sub-harmonic argmaxes are an octave apart.
+
+    Accepts probs or logits (argmax is the same), torch or numpy (the result has the same type).
+    """
+    x, is_np = _as_tensor(probs_or_logits)
+    idx = x[:, :3].argmax(dim=2)                          # (N, 3, T) rows of melody, harmonic, sub-harmonic
+    m, h, s = idx[:, 0], idx[:, 1], idx[:, 2]
+    if faithful:
+        ok = (m == h - OCTAVE) & (m == s + OCTAVE)
+    else:
+        up, down = m + OCTAVE, m - OCTAVE
+        h_ok = torch.where(up <= N_FREQ, h == up, h == 0)
+        s_ok = torch.where(down >= 1, s == down, s == 0)
+        ok = (m >= 1) & h_ok & s_ok
+    return ok.numpy() if is_np else ok
+
+
+def select_segments(probs_or_logits, threshold: float = 0.75, mask=None, faithful: bool = False):
+    """Bool (N,): segments kept as pseudo-labels.
+
+    Faithful: ``count > threshold · T`` (official, strict). Default: ``count ≥ threshold · n_valid``.
+    ``count`` and ``n_valid`` only see frames with ``mask`` True (``mask`` (N, T) bool, None = all valid);
+    the faithful bar stays ``threshold · T``; a segment with no valid frame is never kept. Same array type
+    as the input.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    ok = consistent_frames(probs_or_logits, faithful=faithful)
+    is_np = isinstance(ok, np.ndarray)
+    ok_t = torch.from_numpy(ok) if is_np else ok
+    n, n_t = ok_t.shape
+    if mask is None:
+        valid = torch.ones_like(ok_t)
+    else:
+        valid = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask,
+                                dtype=torch.bool, device=ok_t.device)
+        if valid.shape != ok_t.shape:
+            raise ValueError(f"mask shape {tuple(valid.shape)} != (N, T) = {(n, n_t)}")
+    count = (ok_t & valid).sum(dim=1).double()
+    if faithful:
+        keep = count > threshold * n_t
+    else:
+        n_valid = valid.sum(dim=1).double()
+        keep = (count >= threshold * n_valid - 1e-9) & (n_valid > 0)   # 1e-9: 0.7·10 must not need 8 frames
+    return keep.numpy() if is_np else keep
