@@ -61,12 +61,13 @@ def np_target(y):
     return y
 
 
-def np_default(s, heads, t, y, eps=1.5, tau=1.0):
+def np_default(s, heads, t, y, eps=1.5, tau=1.0, clamp=True):
     s, t = s.astype(np.float64), t.astype(np.float64)
+    lo = 0.0 if clamp else -np.inf
     yd = np_target(y)
     ce = lambda z: np.mean(-(yd * np.log(np_softmax(z, 2))).sum(2))                       # noqa: E731
     tt = np_softmax(t / tau, 2)
-    cgl = lambda z: np.mean(-(((tt + yd) ** eps - yd) * np.log(np_softmax(z / tau, 2) + 1e-8)).sum(2))  # noqa
+    cgl = lambda z: np.mean(-(np.maximum((tt + yd) ** eps - yd, lo) * np.log(np_softmax(z / tau, 2) + 1e-8)).sum(2))  # noqa
     kl = np.mean((tt * (np.log(tt) - np.log(np_softmax(s / tau, 2)))).sum(2)) * tau ** 2
     aux = [cgl(h.astype(np.float64)) for h in heads]
     return dict(ce=ce(s), cgl=cgl(s), kl=kl, aux=0.1 * sum(aux), total=ce(s) + cgl(s) + kl + 0.1 * sum(aux))
@@ -120,10 +121,13 @@ def test_default_terms_match_numpy():
 def test_default_tau_and_soft_target_match_numpy():
     s, heads, t, _ = small_case(seed=1)
     y = torch.softmax(torch.randn(s.shape), dim=2)                          # pseudo-label target
-    got = hkdsme_loss(net_out(s, heads), net_out(t), y, eps=1.2, tau=2.0)   # teacher given as a NetOutput
-    ref = np_default(s.numpy(), [h.numpy() for h in heads], t.numpy(), y.numpy(), eps=1.2, tau=2.0)
-    for k, v in ref.items():
-        assert got[k].item() == pytest.approx(v, rel=1e-5), k
+    for clamp in (None, False):                                             # None = default (clamped)
+        got = hkdsme_loss(net_out(s, heads), net_out(t), y, eps=1.2, tau=2.0, cgl_clamp=clamp)  # teacher as NetOutput
+        ref = np_default(s.numpy(), [h.numpy() for h in heads], t.numpy(), y.numpy(), eps=1.2, tau=2.0,
+                         clamp=clamp is None)
+        for k, v in ref.items():
+            assert got[k].item() == pytest.approx(v, rel=1e-5), (k, clamp)
+    assert got["cgl"].item() < hkdsme_loss(net_out(s, heads), net_out(t), y, eps=1.2, tau=2.0)["cgl"].item()
 
 
 def test_cgl_freq_hand_value_confident_teacher():

@@ -85,13 +85,15 @@ def kl_freq_axis(s_logits: torch.Tensor, t_logits: torch.Tensor, *, tau: float =
 
 # ------------------------------------------------------------------------------------------------- composition
 def compose(main, heads, teacher, y, mask=None, *, faithful=False, eps=EPS, tau=TAU, use_cgl=True,
-            use_kd=True, cgl_clamp=False) -> dict[str, torch.Tensor]:
+            use_kd=True, cgl_clamp=None) -> dict[str, torch.Tensor]:
     """Total loss from the maps each mode works on.
 
     Faithful: ``main``/``heads``/``teacher`` are freq-softmaxed outputs (official ``output``, ``out1..3``,
     teacher ``output``) and ``y`` the raw 4-class map or soft pseudo-label. Default: they are logits and ``y``
     is turned into row distributions here. ``teacher=None`` or ``use_kd=False``: no teacher terms.
-    ``cgl_clamp`` (default mode only): clamp the CGL weights at 0 (see :func:`~hkdsme.train.cgl.cgl_freq_axis`).
+    ``cgl_clamp`` (default mode only): clamp the CGL weights at 0 (see :func:`~hkdsme.train.cgl.cgl_freq_axis`);
+    ``None`` = on in default mode. Unclamped, spread targets (non-melody channel, soft pseudo-labels) get negative
+    weights and CGL rewards peaky students (docs/method_differences.md).
     Returns scalar float32 tensors ``ce, cgl, aux1.., aux (= 0.1·Σ heads), kl, total``.
     """
     if main.dim() != 4 or main.shape != y.shape:
@@ -102,6 +104,8 @@ def compose(main, heads, teacher, y, mask=None, *, faithful=False, eps=EPS, tau=
     if teacher is not None and teacher.shape != main.shape:
         raise ValueError(f"teacher shape {tuple(teacher.shape)} != student shape {tuple(main.shape)}")
 
+    if cgl_clamp is None:
+        cgl_clamp = not faithful
     if faithful:
         if cgl_clamp:
             raise ValueError("cgl_clamp is a default-mode option; the official CGL has no clamp")
@@ -138,7 +142,7 @@ def _channels(x: torch.Tensor, harmonic: bool) -> torch.Tensor:
 
 def hkdsme_loss(student, teacher, target: torch.Tensor, mask: torch.Tensor | None = None, *,
                 faithful: bool = False, eps: float = EPS, tau: float = TAU, use_cgl: bool = True,
-                use_kd: bool = True, harmonic: bool = True, cgl_clamp: bool = False) -> dict[str, torch.Tensor]:
+                use_kd: bool = True, harmonic: bool = True, cgl_clamp: bool | None = None) -> dict[str, torch.Tensor]:
     """HKDSME loss of one batch.
 
     ``student``: a ``NetOutput`` (``probs``, ``logits`` (B, C, 321, T), ``aux_logits``); ``teacher``: its
