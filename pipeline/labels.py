@@ -1,0 +1,130 @@
+"""Melody annotations → the 10 ms frame grid, and the 4-class harmonic label map (method.md §2.2).
+
+``f0_to_grid`` resamples a native annotation (any hop) onto ``grid.frame_times``; ``harmonic_map`` /
+``harmonic_classes`` turn our label bins (``grid.hz_to_bin``: 0 = unvoiced, 1..320) into training targets.
+
+Official quirks of ``convert_y`` / ``build_harmonic`` that are deliberately NOT reproduced here (our bins come
+from ``grid.hz_to_bin``): 0 < f < 31 Hz gives a negative official bin that Python indexing wraps to row
+``321 + k`` (we clip to bin 1); exactly 31.0 Hz is official bin 0 = "unvoiced" (ours: voiced bin 1); official
+bins > 320 are clipped to 320 only on the training path (ours are always clipped).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hkdsme.pipeline import grid
+from hkdsme.pipeline.errors import InputError
+
+# Two times closer than this are "the same instant": grid times (i+1)·0.01 and annotation times such as
+# 0.02·(k+1) differ by float rounding only, and must not fall "between" two annotation samples.
+_TIME_EPS = 1e-6
+
+
+def f0_to_grid(times, f0, n_frames: int) -> np.ndarray:
+    """Annotation ``(times s, f0 Hz)`` → float32 Hz on ``grid.frame_times(n_frames)``; 0 = unvoiced.
+
+    A sample is voiced iff ``f0 > 0`` (0 and negative = unvoiced, as in mir_eval). For a grid time ``t``:
+
+    - ``t`` equals an annotation time (±1 µs): that sample's value (0 if unvoiced);
+    - ``times[j] < t < times[j+1]``: voiced only if BOTH neighbours are voiced, then
+      ``f = 2 ** ((1-w)·log2 f_j + w·log2 f_{j+1})`` with ``w = (t - t_j) / (t_{j+1} - t_j)``
+      (linear in cents), so an unvoiced gap is never bridged and a voicing edge never moves into the gap;
+    - ``t`` outside ``[times[0], times[-1]]``: unvoiced.
+
+    Raises ``InputError(None, reason)`` unless times/f0 are finite, 1-D, non-empty, of equal length and
+    ``times`` strictly increasing (the caller re-raises with the label path).
+    """
+    t_ann = np.asarray(times, dtype=np.float64)
+    f_ann = np.asarray(f0, dtype=np.float64)
+    if t_ann.ndim != 1 or f_ann.ndim != 1:
+        raise InputError(None, f"annotation times/f0 must be 1-D, got shapes {t_ann.shape} and {f_ann.shape}")
+    if t_ann.size != f_ann.size:
+        raise InputError(None, f"annotation has {t_ann.size} times but {f_ann.size} f0 values")
+    if t_ann.size == 0:
+        raise InputError(None, "annotation is empty")
+    if not (np.isfinite(t_ann).all() and np.isfinite(f_ann).all()):
+        raise InputError(None, "annotation contains NaN or inf")
+    if t_ann.size > 1 and not (np.diff(t_ann) > 0).all():
+        bad = int(np.argmin(np.diff(t_ann) > 0))
+        raise InputError(None, f"annotation times not strictly increasing at row {bad + 1} "
+                               f"({t_ann[bad]!r} -> {t_ann[bad + 1]!r})")
+
+    t = grid.frame_times(int(n_frames))
+    out = np.zeros(t.shape, dtype=np.float64)
+    voiced = f_ann > 0
+    with np.errstate(divide="ignore"):
+        logf = np.where(voiced, np.log2(np.where(voiced, f_ann, 1.0)), 0.0)
+
+    # j = last annotation sample at or before t (within eps)
+    j = np.searchsorted(t_ann, t + _TIME_EPS, side="right") - 1
+    inside = (j >= 0) & (t <= t_ann[-1] + _TIME_EPS)
+    jc = np.clip(j, 0, t_ann.size - 1)
+    exact = inside & (np.abs(t - t_ann[jc]) <= _TIME_EPS)
+    out[exact & voiced[jc]] = f_ann[jc][exact & voiced[jc]]
+
+    between = inside & ~exact          # here j + 1 exists, since t < t_ann[-1] - eps
+    jn = np.clip(jc + 1, 0, t_ann.size - 1)
+    both = between & voiced[jc] & voiced[jn]
+    if both.any():
+        a, b = jc[both], jn[both]
+        w = (t[both] - t_ann[a]) / (t_ann[b] - t_ann[a])
+        out[both] = np.exp2((1.0 - w) * logf[a] + w * logf[b])
+    return out.astype(np.float32)
+
+
+def _check_bins(bins, is_float: bool, size: int) -> None:
+    if is_float:
+        raise ValueError(f"label bins must be integers, got dtype {bins.dtype}")
+    if size and (int(bins.min()) < 0 or int(bins.max()) > grid.N_FREQ):
+        raise ValueError(f"label bins must lie in 0..{grid.N_FREQ}, got {int(bins.min())}..{int(bins.max())}")
+
+
+def _targets(k, xp):
+    """Per-frame target rows of channels 0..2 (−1 = no row): melody k, harmonic k+60, sub-harmonic k−60."""
+    voiced = k > 0
+    none = xp.full_like(k, -1)
+    octave = grid.BINS_PER_OCTAVE
+    harm = xp.where(voiced & (k + octave <= grid.N_FREQ), k + octave, none)
+    sub = xp.where(voiced & (k - octave >= 1), k - octave, none)
+    return k, harm, sub
+
+
+def harmonic_map(bins):
+    """Bins ``(..., T)`` → 0/1 map ``(..., 4, 321, T)``: uint8 for numpy input, float32 torch (same device) for torch.
+
+    ``map[c, r, t] = [r == row_c(t)]`` for ``c = 0, 1, 2`` with ``row_0 = k`` (row 0 when unvoiced),
+    ``row_1 = k + 60`` if ``k ≥ 1`` and ``k + 60 ≤ 320``, ``row_2 = k − 60`` if ``k − 60 ≥ 1`` (else no row);
+    ``map[3] = 1 − min(1, Σ_{c<3} map[c])``. Each (row, frame) is in exactly one class.
+    """
+    if _is_torch(bins):
+        import torch
+
+        _check_bins(bins, bins.dtype.is_floating_point or bins.dtype == torch.bool, bins.numel())
+        k = bins.long()
+        rows = torch.arange(grid.N_BINS, device=k.device).view(grid.N_BINS, 1)
+        chans = [(rows == r.unsqueeze(-2)) for r in _targets(k, torch)]
+        first3 = torch.stack(chans, dim=-3).float()
+        rest = 1.0 - first3.sum(dim=-3, keepdim=True).clamp(max=1.0)
+        return torch.cat([first3, rest], dim=-3)
+    k = np.asarray(bins)
+    _check_bins(k, not np.issubdtype(k.dtype, np.integer), k.size)
+    k = k.astype(np.int64)
+    rows = np.arange(grid.N_BINS).reshape(grid.N_BINS, 1)
+    first3 = np.stack([(rows == r[..., None, :]) for r in _targets(k, np)], axis=-3).astype(np.uint8)
+    rest = (1 - np.minimum(first3.sum(axis=-3, keepdims=True), 1)).astype(np.uint8)
+    return np.concatenate([first3, rest], axis=-3)
+
+
+def harmonic_classes(bins):
+    """Class index ``(..., 321, T)`` int64 = argmax of ``harmonic_map(bins)`` over its class axis.
+
+    0 melody, 1 harmonic, 2 sub-harmonic, 3 non-melody; numpy in → numpy out, torch in → torch out (same device).
+    """
+    m = harmonic_map(bins)
+    if _is_torch(m):
+        return m.argmax(dim=-3)
+    return m.argmax(axis=-3).astype(np.int64)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
