@@ -92,7 +92,8 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
     ``split`` ∈ train/validation/test where the dataset defines one (mir1k: ``splits.json`` or the singer rule;
     medleydb: the lineage lists; adc2004/mirex05: only "test" = HKDSME's vocal subset). ``tracks_file``: text file
     of track ids, one per line (blank lines and ``#`` comments skipped), selecting and ordering the tracks;
-    unknown ids raise ``InputError(tracks_file, ...)``. ``limit``: keep the first N. ``options`` go to the
+    unknown ids raise ``InputError(tracks_file, ...)`` (medleydb without ``split``: the file is the track list,
+    ``<T>``, ``<T>_MIX`` or ``<T>_MIX.npy``). ``limit``: keep the first N. ``options`` go to the
     adapter: ``voice_db`` (mir1k, ikala; remix at that voice-to-accompaniment ratio, id suffix ``_v{+g}dB``),
     ``vocal_only`` (medleydb, default True).
     """
@@ -107,9 +108,13 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
     unknown = set(options) - set(allowed)
     if unknown:
         raise ValueError(f"dataset {name!r} takes no option(s) {sorted(unknown)}; allowed: {list(allowed)}")
-    tracks = lister(root, split, **options)
-    if tracks_file is not None:
-        tracks = _select(tracks, tracks_file)
+    if name == "medleydb" and tracks_file is not None and split is None:
+        # MedleyDB is listed from names, not from disk (the audio may be absent): the file IS the list
+        tracks = lister(root, None, names=read_id_list(tracks_file), **options)
+    else:
+        tracks = lister(root, split, **options)
+        if tracks_file is not None:
+            tracks = _select(tracks, tracks_file)
     if limit is not None:
         tracks = tracks[: max(int(limit), 0)]
     return tracks
@@ -303,8 +308,10 @@ def _f0_ikala(tr: Track):
     return _read_pv(Path(tr.label_path), hop=0.032, offset=0.016)     # frame i at 0.032·i + 0.016
 
 
-def _list_medleydb(root: Path, split, vocal_only=True) -> list[Track]:
-    names = [_normalise_id(n) for n in read_id_list(LISTS_DIR / MEDLEYDB_LISTS[split or "train"])]
+def _list_medleydb(root: Path, split, vocal_only=True, names=None) -> list[Track]:
+    if names is None:
+        names = read_id_list(LISTS_DIR / MEDLEYDB_LISTS[split or "train"])
+    names = list(dict.fromkeys(_normalise_id(n) for n in names))
     mel = root / "Annotations" / "Melody_Annotations" / "MELODY2"
     src = root / "Annotations" / "Instrument_Activations" / "SOURCEID"
     return [Track(t, "medleydb", root / "Audio" / t / f"{t}_MIX.wav", mel / f"{t}_MELODY2.csv",

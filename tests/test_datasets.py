@@ -175,8 +175,10 @@ def test_medleydb_vocal_only(tmp_path):
     assert tr.load_audio().shape == (8000,)
 
     lst = tmp_path / "l.txt"
-    lst.write_text(f"{t}_MIX.npy\nMusicDelta_Rock\n")
-    assert [x.track_id for x in D.list_tracks("medleydb", root, tracks_file=lst)] == [t, "MusicDelta_Rock"]
+    lst.write_text(f"{t}_MIX.npy\nMusicDelta_Zeppelin\n")      # the file is the list (Zeppelin is in no default)
+    assert [x.track_id for x in D.list_tracks("medleydb", root, tracks_file=lst)] == [t, "MusicDelta_Zeppelin"]
+    with pytest.raises(InputError, match="MusicDelta_Zeppelin"):  # with a split, it selects from the split
+        D.list_tracks("medleydb", root, split="train", tracks_file=lst)
     assert len(D.list_tracks("medleydb", root, split="test")) == 12
     assert len(D.list_tracks("medleydb", root, split="validation")) == 13
     # a missing SOURCEID file is an error for vocal-only labels
