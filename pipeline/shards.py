@@ -77,11 +77,12 @@ def segment(features: np.ndarray, bins=None, f0=None, seg_len: int = grid.SEG_LE
 
 
 def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: str, audio_path="",
-                feature_hash: str | None = None, dtype=FEATURE_DTYPE, compression=COMPRESSION) -> dict:
+                feature_hash: str | None = None, dtype=FEATURE_DTYPE, compression=COMPRESSION,
+                compression_opts=None) -> dict:
     """Write one track atomically (temp file + ``os.replace``); return ``{"n_frames", "n_segments", "n_voiced"}``.
 
     ``features`` is the float32 ``(3, 320, T)`` CFP, ``bins`` / ``f0`` per-frame labels or None (unlabeled).
-    ``dtype`` / ``compression`` exist for the benchmark; the cache format is float16, uncompressed.
+    ``dtype`` / ``compression`` / ``compression_opts`` exist for the benchmark; the cache format is float16, uncompressed.
     """
     path = Path(path)
     features = np.asarray(features)
@@ -101,7 +102,8 @@ def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: s
                 "feature_hash": feature_hash or grid.feature_hash(), "audio_path": str(audio_path),
             })
             h.create_dataset("features", data=seg["features"].astype(dtype), chunks=(1, 3, grid.N_FREQ, grid.SEG_LEN),
-                             compression=compression, track_times=False)
+                             compression=compression, compression_opts=compression_opts,
+                             track_times=False)
             for name in ("bins", "f0", "mask", "start"):
                 h.create_dataset(name, data=seg[name], track_times=False)
         os.replace(tmp, path)
