@@ -79,14 +79,19 @@ def _check_bins(bins, is_float: bool, size: int) -> None:
         raise ValueError(f"label bins must lie in 0..{grid.N_FREQ}, got {int(bins.min())}..{int(bins.max())}")
 
 
+_NONE = grid.N_BINS   # scatter target for "no row": an extra dummy row 321 that is cut off afterwards
+
+
 def _targets(k, xp):
-    """Per-frame target rows of channels 0..2 (−1 = no row): melody k, harmonic k+60, sub-harmonic k−60."""
-    voiced = k > 0
-    none = xp.full_like(k, -1)
+    """Target rows of channels 0..2 per frame, stacked on axis -2 as (..., 3, 1, T); ``_NONE`` = no row.
+
+    melody ``k`` (row 0 when unvoiced), harmonic ``k + 60`` if ``1 ≤ k ≤ 260``, sub-harmonic ``k − 60`` if ``k ≥ 61``.
+    """
     octave = grid.BINS_PER_OCTAVE
-    harm = xp.where(voiced & (k + octave <= grid.N_FREQ), k + octave, none)
-    sub = xp.where(voiced & (k - octave >= 1), k - octave, none)
-    return k, harm, sub
+    none = xp.full_like(k, _NONE)
+    harm = xp.where((k > 0) & (k + octave <= grid.N_FREQ), k + octave, none)
+    sub = xp.where(k - octave >= 1, k - octave, none)
+    return xp.stack([k, harm, sub], -2)[..., None, :]
 
 
 def harmonic_map(bins):
@@ -95,23 +100,27 @@ def harmonic_map(bins):
     ``map[c, r, t] = [r == row_c(t)]`` for ``c = 0, 1, 2`` with ``row_0 = k`` (row 0 when unvoiced),
     ``row_1 = k + 60`` if ``k ≥ 1`` and ``k + 60 ≤ 320``, ``row_2 = k − 60`` if ``k − 60 ≥ 1`` (else no row);
     ``map[3] = 1 − min(1, Σ_{c<3} map[c])``. Each (row, frame) is in exactly one class.
+    Built by scattering ones into 322 rows (row 321 absorbs "no row") and dropping the dummy row.
     """
     if _is_torch(bins):
         import torch
 
         _check_bins(bins, bins.dtype.is_floating_point or bins.dtype == torch.bool, bins.numel())
         k = bins.long()
-        rows = torch.arange(grid.N_BINS, device=k.device).view(grid.N_BINS, 1)
-        chans = [(rows == r.unsqueeze(-2)) for r in _targets(k, torch)]
-        first3 = torch.stack(chans, dim=-3).float()
+        idx = _targets(k, torch)
+        first3 = torch.zeros((*k.shape[:-1], 3, grid.N_BINS + 1, k.shape[-1]), dtype=torch.float32,
+                             device=k.device)
+        first3.scatter_(-2, idx, 1.0)
+        first3 = first3[..., : grid.N_BINS, :]
         rest = 1.0 - first3.sum(dim=-3, keepdim=True).clamp(max=1.0)
         return torch.cat([first3, rest], dim=-3)
     k = np.asarray(bins)
     _check_bins(k, not np.issubdtype(k.dtype, np.integer), k.size)
     k = k.astype(np.int64)
-    rows = np.arange(grid.N_BINS).reshape(grid.N_BINS, 1)
-    first3 = np.stack([(rows == r[..., None, :]) for r in _targets(k, np)], axis=-3).astype(np.uint8)
-    rest = (1 - np.minimum(first3.sum(axis=-3, keepdims=True), 1)).astype(np.uint8)
+    first3 = np.zeros((*k.shape[:-1], 3, grid.N_BINS + 1, k.shape[-1]), dtype=np.uint8)
+    np.put_along_axis(first3, _targets(k, np), 1, axis=-2)
+    first3 = first3[..., : grid.N_BINS, :]
+    rest = 1 - np.minimum(first3.sum(axis=-3, keepdims=True, dtype=np.uint8), 1)
     return np.concatenate([first3, rest], axis=-3)
 
 
@@ -119,11 +128,27 @@ def harmonic_classes(bins):
     """Class index ``(..., 321, T)`` int64 = argmax of ``harmonic_map(bins)`` over its class axis.
 
     0 melody, 1 harmonic, 2 sub-harmonic, 3 non-melody; numpy in → numpy out, torch in → torch out (same device).
+    Scattered directly (3 everywhere, then 2/1/0 at the target rows): the rows of one frame are distinct, so
+    this equals the argmax without building the map.
     """
-    m = harmonic_map(bins)
-    if _is_torch(m):
-        return m.argmax(dim=-3)
-    return m.argmax(axis=-3).astype(np.int64)
+    if _is_torch(bins):
+        import torch
+
+        _check_bins(bins, bins.dtype.is_floating_point or bins.dtype == torch.bool, bins.numel())
+        k = bins.long()
+        idx = _targets(k, torch)
+        out = torch.full((*k.shape[:-1], grid.N_BINS + 1, k.shape[-1]), 3, dtype=torch.int64, device=k.device)
+        for c in (2, 1, 0):
+            out.scatter_(-2, idx[..., c, :, :], c)
+        return out[..., : grid.N_BINS, :]
+    k = np.asarray(bins)
+    _check_bins(k, not np.issubdtype(k.dtype, np.integer), k.size)
+    k = k.astype(np.int64)
+    idx = _targets(k, np)
+    out = np.full((*k.shape[:-1], grid.N_BINS + 1, k.shape[-1]), 3, dtype=np.int64)
+    for c in (2, 1, 0):
+        np.put_along_axis(out, idx[..., c, :, :], c, axis=-2)
+    return np.ascontiguousarray(out[..., : grid.N_BINS, :])
 
 
 def _is_torch(x) -> bool:
