@@ -77,8 +77,8 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
 
     if out is None:
         out = Path("data_cache") / (dataset + (f"-{split}" if split else ""))
-    try:
-        tracks = datasets.list_tracks(dataset, root, split=split, tracks_file=tracks_file, limit=limit)
+    try:   # absolute paths: worker processes need not share our cwd
+        tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit)
     except (InputError, ValueError, KeyError) as e:
         raise click.ClickException(str(e)) from None
     if not tracks:

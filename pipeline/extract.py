@@ -118,7 +118,7 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     from tqdm.auto import tqdm
 
     tracks = list(tracks)
-    out = Path(out)
+    out = Path(out).absolute()   # reused loky workers may run in another cwd (track paths: see the CLI)
     ids = [t.track_id for t in tracks]
     dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
     if dupes:

@@ -1,7 +1,7 @@
 """Batch extraction (resume, bad inputs, hash refusal) and the `hkd-prep` CLI on tiny generated audio.
 
-Tracks are a small test-local class with the `datasets.Track` interface; the real `audio` / `cfp` / `labels`
-modules are used when present, stand-ins otherwise (so this file also runs before those modules exist).
+Tracks are real `datasets.Track`s over the adc2004 / synthetic layout (`<name>.wav` + `<name>REF.txt`); the
+real `audio` / `cfp` / `labels` / `datasets` modules are used when importable, small stand-ins otherwise.
 """
 import importlib
 import sys
@@ -54,7 +54,7 @@ def _fake_f0_to_grid(times, f0, n):
     return np.asarray(f0, np.float32)[idx]
 
 
-AUDIO, CFP, LABELS = _real("audio"), _real("cfp"), _real("labels")
+AUDIO, CFP, LABELS, DATASETS = _real("audio"), _real("cfp"), _real("labels"), _real("datasets")
 load_audio = AUDIO.load_audio if AUDIO else _fake_load_audio
 
 
@@ -75,15 +75,14 @@ class Interrupt(BaseException):
 
 @dataclass
 class FakeTrack:
+    """Stand-in for `datasets.Track` (used only when that module is absent)."""
+
     track_id: str
+    dataset: str
     audio_path: Path
     label_path: Path | None
-    dataset: str = "synthetic"
-    explode: bool = False
 
     def load_audio(self):
-        if self.explode:
-            raise Interrupt
         return load_audio(self.audio_path)
 
     def load_f0(self):
@@ -93,6 +92,22 @@ class FakeTrack:
             raise InputError(self.label_path, "label file not found")
         a = np.loadtxt(self.label_path, ndmin=2)
         return a[:, 0], a[:, 1]
+
+
+def _track(name, wav, ref, dataset="synthetic"):
+    return (DATASETS.Track if DATASETS else FakeTrack)(name, dataset, wav, ref)
+
+
+@dataclass
+class Killed:
+    """A track whose worker gets killed while loading it."""
+
+    track_id: str
+    dataset: str = "synthetic"
+    audio_path: str = "killed.wav"
+
+    def load_audio(self):
+        raise Interrupt
 
 
 def _song(seed, dur=2.0):
@@ -114,7 +129,7 @@ def _write_track(root, name, seed, dur=2.0, label=True):
     ref = root / f"{name}REF.txt"
     if label:
         np.savetxt(ref, np.c_[times, f0], fmt="%.4f", delimiter="\t")
-    return FakeTrack(name, wav, ref if label else None)
+    return _track(name, wav, ref if label else None)
 
 
 @pytest.fixture
@@ -129,10 +144,10 @@ def _bad_tracks(root):
     out = {}
     corrupt = root / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00garbage" * 50)
-    out["corrupt"] = (FakeTrack("corrupt", corrupt, None), corrupt)
+    out["corrupt"] = (_track("corrupt", corrupt, None), corrupt)
     empty = root / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), SR)
-    out["empty"] = (FakeTrack("empty", empty, None), empty)
+    out["empty"] = (_track("empty", empty, None), empty)
     t = _write_track(root, "nolabel", 10)
     t.label_path.unlink()
     out["nolabel"] = (t, t.label_path)
@@ -144,7 +159,7 @@ def _bad_tracks(root):
     x[1000:1010] = np.nan
     nan = root / "nan.wav"
     sf.write(nan, x, SR, subtype="FLOAT")
-    out["nan"] = (FakeTrack("nan", nan, None), nan)
+    out["nan"] = (_track("nan", nan, None), nan)
     return out
 
 
@@ -233,7 +248,7 @@ def test_resume_after_kill_gives_identical_shards(tmp_path, good):
     ex.extract(good, ref, jobs=1, progress=False)
 
     out = tmp_path / "cache"
-    killed = [FakeTrack(t.track_id, t.audio_path, t.label_path, explode=(i == 2)) for i, t in enumerate(good)]
+    killed = [Killed(t.track_id) if i == 2 else t for i, t in enumerate(good)]
     with pytest.raises(Interrupt):
         ex.extract(killed, out, jobs=1, progress=False)
     assert sorted(shards.open_cache(out).tracks) == ["song0", "song1"]      # what finished is kept
@@ -291,13 +306,15 @@ def test_duplicate_ids_refused(tmp_path, good):
 
 @pytest.fixture
 def fake_datasets(monkeypatch):
-    """`datasets.list_tracks` over `<root>/<name>.wav` + `<name>REF.txt` (the adc2004 / synthetic layout)."""
+    """Stand-in `datasets.list_tracks` over `<root>/<name>.wav` + `<name>REF.txt`, if the real one is absent."""
+    if DATASETS is not None:
+        return
 
     def list_tracks(name, root, split=None, tracks_file=None, limit=None):
         tracks = []
         for wav in sorted(Path(root).glob("*.wav")):
             ref = wav.with_name(wav.stem + "REF.txt")
-            tracks.append(FakeTrack(wav.stem, wav, ref, dataset=name))
+            tracks.append(FakeTrack(wav.stem, name, wav, ref))
         return tracks[:limit]
 
     monkeypatch.setitem(sys.modules, "hkdsme.pipeline.datasets", types.SimpleNamespace(list_tracks=list_tracks))
@@ -363,12 +380,22 @@ def test_cli_info_and_extract_errors(tmp_path, good, fake_datasets):
     assert r.exit_code == 0 and "3 done, 0 skipped (already there), 1 failed" in r.output
 
 
-def test_cli_default_out(tmp_path, good, fake_datasets, monkeypatch):
+def test_cli_synthetic_dataset_default_out(tmp_path, monkeypatch):
+    synthetic = _real("synthetic")
+    if synthetic is None or DATASETS is None:
+        pytest.skip("needs hkdsme.pipeline.synthetic / datasets")
+    synthetic.write_dataset(tmp_path / "synth", n=3, seed=1, duration=3.0)
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(cli.main, ["extract", "--dataset", "synthetic", "--root", "audio", "--split", "test",
-                                      "--limit", "1", "--jobs", "1", "--no-progress"])
+    r = CliRunner().invoke(cli.main, ["extract", "--dataset", "synthetic", "--root", "synth", "--limit", "2",
+                                      "--jobs", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert shards.open_cache(tmp_path / "data_cache" / "synthetic-test").tracks.keys() == {"song0"}
+    c = shards.open_cache(tmp_path / "data_cache" / "synthetic")
+    assert sorted(c.tracks) == ["synth_000", "synth_001"] and c.failed == {}
+    for tid, path in c:
+        _, bins, f0 = shards.read_track(path)
+        # the REF file lies on our 10 ms grid, so the stored bins are exactly hz_to_bin of its f0 column
+        ref = np.loadtxt(tmp_path / "synth" / f"{tid}REF.txt")
+        assert len(ref) == bins.size and np.array_equal(bins, grid.hz_to_bin(ref[:, 1]))
 
 
 def test_cli_cfp_writes_features(tmp_path, good):
