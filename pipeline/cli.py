@@ -70,7 +70,9 @@ def cfp(audio, out):
 @click.option("--force", is_flag=True, help="Recompute everything (also rebuilds a cache with another feature hash).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any track failed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress):
+@click.option("--voice-db", type=float, default=None,
+              help="mir1k/ikala: remix voice vs accompaniment at this ratio in dB (track ids get _v<dB>dB).")
+def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress, voice_db):
     """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
     from hkdsme.pipeline import datasets
     from hkdsme.pipeline.extract import extract as run_extract
@@ -78,7 +80,9 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
     if out is None:
         out = Path("data_cache") / (dataset + (f"-{split}" if split else ""))
     try:   # absolute paths: worker processes need not share our cwd
-        tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit)
+        options = {} if voice_db is None else {"voice_db": voice_db}
+        tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit,
+                                      **options)
     except (InputError, ValueError, KeyError) as e:
         raise click.ClickException(str(e)) from None
     if not tracks:
