@@ -1,11 +1,89 @@
-"""`hkd-train` command line."""
+"""`hkd-train` command line: `teacher` (supervised FTANet pre-training) and `run` (HKDSME student).
+
+Options resolve as packaged defaults ← ``--config FILE.toml`` ← flags (hkdsme.train.config). With
+``--resume`` the run's saved ``config.json`` is the base and only flags given now override it (e.g. a larger
+``--epochs``). Launch under ``torchrun --nproc_per_node N`` for DDP.
+"""
+from __future__ import annotations
+
 import click
+
+from hkdsme.pipeline.errors import InputError
+
+
+def _common(f):
+    opts = [
+        click.option("--out", type=click.Path(file_okay=False), help="run folder"),
+        click.option("--val", type=click.Path(), help="validation cache (best.pt by its OA)"),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML options file"),
+        click.option("--resume", is_flag=True, help="continue RUN/last.pt exactly"),
+        click.option("--epochs", type=int), click.option("--batch", type=int), click.option("--lr", type=float),
+        click.option("--seed", type=int),
+        click.option("--device", type=click.Choice(["cpu", "cuda"])),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"])),
+        click.option("--channels-last/--no-channels-last", default=None),
+        click.option("--workers", type=int, help="DataLoader worker processes"),
+        click.option("--max-steps-per-epoch", type=int, help="cap steps per epoch (smoke tests)"),
+        click.option("--val-batch", type=int),
+        click.option("--faithful/--no-faithful", default=None, help="official loss/HCR behaviour"),
+        click.option("--harmonic/--no-harmonic", default=None, help="4 harmonic classes (default) or melody only"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _run(command: str, fn, config_file, resume: bool, overrides: dict):
+    from hkdsme.train import config
+
+    try:
+        base = None
+        if resume and overrides.get("out"):
+            base = config.load_saved(overrides["out"])
+        cfg = config.resolve(command, config_file, overrides, base=base)
+        metrics = fn(cfg, resume=resume)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    if metrics:
+        click.echo(" ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, float)))
 
 
 @click.group()
 @click.version_option(package_name="hkdsme")
 def main():
     """Train the teacher and distil the student."""
+
+
+@main.command()
+@click.option("--data", multiple=True, type=click.Path(), help="labeled training cache (repeatable)")
+@_common
+def teacher(config_file, resume, data, **kw):
+    """Supervised 4-class pre-training of the FTANet teacher."""
+    from hkdsme.train.teacher import train_teacher
+
+    kw["data"] = list(data) or None
+    _run("teacher", train_teacher, config_file, resume, kw)
+
+
+@main.command()
+@click.option("--teacher", help="teacher checkpoint, or 'random' (untrained, as the official code)")
+@click.option("--labeled", multiple=True, type=click.Path(), help="labeled cache (repeatable)")
+@click.option("--unlabeled", multiple=True, type=click.Path(), help="unlabeled cache for HCR (repeatable)")
+@click.option("--hcr/--no-hcr", default=None, help="pseudo-label selection (HCR)")
+@click.option("--kd/--no-kd", default=None, help="teacher terms (CGL + KL)")
+@click.option("--cgl/--no-cgl", default=None, help="confidence-guided loss")
+@click.option("--heads/--no-heads", default=None, help="student projector heads")
+@click.option("--hcr-threshold", type=float)
+@click.option("--hcr-batch", type=int)
+@click.option("--teacher-batch", type=int)
+@_common
+def run(config_file, resume, labeled, unlabeled, **kw):
+    """HKDSME: distil the MSNet student (KD + CGL + HCR)."""
+    from hkdsme.train.distill import train_student
+
+    kw["labeled"] = list(labeled) or None
+    kw["unlabeled"] = list(unlabeled) or None
+    _run("distill", train_student, config_file, resume, kw)
 
 
 if __name__ == "__main__":

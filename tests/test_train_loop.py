@@ -1,0 +1,137 @@
+"""Teacher pre-training and HKDSME distillation on tiny synthetic caches: loss goes down, exact resume,
+teacher-logit cache, HCR bookkeeping, config resolution, bad inputs."""
+import json
+import random
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hkdsme.model.checkpoint import build_model, load_checkpoint, save_checkpoint
+from hkdsme.pipeline import grid
+from hkdsme.pipeline.errors import InputError
+from hkdsme.train import config, loop
+from hkdsme.train.distill import DistillTrainer, train_student
+from hkdsme.train.teacher import train_teacher
+
+from train_helpers import write_cache
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {
+        "one": write_cache(root / "one", n_tracks=1, frames=(128,), seed=1),       # 2 segments = one batch
+        "lab": write_cache(root / "lab", n_tracks=2, frames=(150, 64), seed=2),   # 4 segments
+        "unl": write_cache(root / "unl", n_tracks=1, frames=(100,), seed=3, labeled=False),
+        "val": write_cache(root / "val", n_tracks=1, frames=(64,), seed=4),
+        "teacher": save_checkpoint(root / "teacher.pt", build_model("teacher"), kind="teacher", config={},
+                                   feature_hash=grid.feature_hash()),
+    }
+
+
+def _losses(run):
+    return [json.loads(line)["loss_total"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_teacher_loss_decreases_and_checkpoints(data, tmp_path):
+    cfg = config.resolve("teacher", overrides=dict(data=[data["one"]], val=data["val"], out=tmp_path / "t",
+                                                   epochs=2, batch=2, precision="fp32"))
+    m = train_teacher(cfg)
+    losses = _losses(tmp_path / "t")
+    assert len(losses) == 2 and losses[-1] < losses[0]          # same batch every step: must fit it
+    assert {"val_OA", "val_RPA", "val_RCA", "val_VR", "val_VFA"} <= m.keys()
+    model, meta = load_checkpoint(tmp_path / "t" / "best.pt", expected_kind="teacher")
+    assert meta["metrics"]["val_OA"] == m["best_val_OA"]
+    saved = config.load_saved(tmp_path / "t")
+    assert saved["epochs"] == 2 and saved["data"] == [str(data["one"])]
+
+
+def _student_cfg(data, out, **kw):
+    o = dict(teacher=data["teacher"], labeled=[data["lab"]], unlabeled=[data["unl"]], val=data["val"], out=out,
+             epochs=2, batch=2, precision="fp32", hcr_threshold=0.0)
+    o.update(kw)
+    return config.resolve("distill", overrides=o)
+
+
+def test_student_resume_is_bit_exact_and_hcr_logged(data, tmp_path):
+    straight = DistillTrainer(_student_cfg(data, tmp_path / "a", val="", max_steps_per_epoch=2))
+    straight.fit()
+    assert "epoch 0: kept 2 of 2 unlabeled segments" in straight.log_lines
+    assert "epoch 1: kept 2 of 2 unlabeled segments" in straight.log_lines
+    with h5py.File(tmp_path / "a" / "pseudo.h5") as h:
+        assert h["probs"].shape == (2, 4, 321, 64) and list(h["uidx"][()]) == [0, 1]
+        np.testing.assert_allclose(h["probs"][()].astype(np.float32).sum(axis=2), 1.0, atol=0.02)
+    with h5py.File(tmp_path / "a" / "teacher_cache.h5") as h:
+        assert h["labeled"].shape == (4, 4, 321, 64) and h["unlabeled"].shape == (2, 4, 321, 64)
+
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "teacher_cache.h5", tmp_path / "b")      # same key: must be reused
+    first = DistillTrainer(_student_cfg(data, tmp_path / "b", val="", max_steps_per_epoch=2, epochs=1))
+    first.fit()
+    assert any("reusing teacher logits" in s for s in first.log_lines)
+    resumed = DistillTrainer(_student_cfg(data, tmp_path / "b", val="", max_steps_per_epoch=2), resume=True)
+    resumed.fit()
+    assert any("resumed" in s for s in resumed.log_lines)
+    wa, _ = load_checkpoint(tmp_path / "a" / "last.pt")
+    wb, _ = load_checkpoint(tmp_path / "b" / "last.pt")
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_student_loss_decreases_without_unlabeled(data, tmp_path):
+    cfg = _student_cfg(data, tmp_path / "s", labeled=[data["one"]], unlabeled=[], val="")
+    train_student(cfg)
+    losses = _losses(tmp_path / "s")
+    assert losses[-1] < losses[0]
+    assert not (tmp_path / "s" / "pseudo.h5").exists()
+
+
+def test_strict_hcr_keeps_nothing_from_untrained_student(data, tmp_path):
+    t = DistillTrainer(_student_cfg(data, tmp_path / "f", epochs=1, faithful=True, hcr_threshold=0.75, kd=False,
+                                    max_steps_per_epoch=1))
+    t.fit()
+    assert "epoch 0: kept 0 of 2 unlabeled segments" in t.log_lines
+    with h5py.File(tmp_path / "f" / "pseudo.h5") as h:
+        assert h["probs"].shape[0] == 0
+
+
+def test_bad_teacher_inputs(data, tmp_path):
+    other = save_checkpoint(tmp_path / "other.pt", build_model("teacher", n_classes=4), kind="teacher", config={},
+                            feature_hash="ffffffffffffffff")
+    with pytest.raises(InputError, match="ffffffffffffffff"):
+        DistillTrainer(_student_cfg(data, tmp_path / "x", teacher=other))
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="corrupt.pt"):
+        DistillTrainer(_student_cfg(data, tmp_path / "x", teacher=bad))
+    with pytest.raises(InputError, match="no teacher"):
+        DistillTrainer(_student_cfg(data, tmp_path / "x", teacher=""))
+
+
+def test_config_resolution(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[train]\nbatch = 8\nlr = 1\n[distill]\nhcr_threshold = 0.5\n')
+    cfg = config.resolve("distill", f, {"batch": 4, "epochs": None})
+    assert cfg["batch"] == 4 and cfg["lr"] == 1.0 and cfg["hcr_threshold"] == 0.5
+    assert cfg["epochs"] == config.defaults("distill")["epochs"]
+    config.save(cfg, tmp_path / "run", "distill")
+    assert config.resolve("distill", tmp_path / "run" / "config.toml") == cfg      # saved TOML reloads
+    f.write_text("[train]\nbatchsize = 8\n")
+    with pytest.raises(InputError, match="batchsize"):
+        config.resolve("teacher", f)
+    f.write_text('[train]\nepochs = "many"\n')
+    with pytest.raises(InputError, match="epochs"):
+        config.resolve("teacher", f)
+
+
+def test_rng_state_round_trip():
+    loop.seed_everything(7)
+    state = loop.rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    loop.set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]

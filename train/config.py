@@ -1,0 +1,117 @@
+"""Run options: packaged defaults ← ``--config FILE.toml`` ← CLI flags; the resolved dict is saved with the run.
+
+Layout of a config file (see ``hkdsme/configs/default.toml``): a ``[train]`` table shared by every command plus
+one table per command (``[teacher]``, ``[distill]``). Resolution for command ``cmd``::
+
+    cfg = defaults[train] | defaults[cmd] | file[train] | file[cmd] | {flags given on the command line}
+
+Unknown keys and values of the wrong type are errors naming the file, so a typo never silently trains
+with a default.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import hkdsme
+from hkdsme.pipeline.errors import InputError
+
+DEFAULT_FILE = Path(hkdsme.__file__).resolve().parent / "configs" / "default.toml"
+COMMANDS = ("teacher", "distill")
+
+
+def _read(path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(path, "config file not found") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise InputError(path, f"unreadable config: {e}") from None
+
+
+def defaults(command: str) -> dict:
+    """Packaged defaults of ``command`` (``[train]`` merged with ``[command]``)."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r}; expected one of {COMMANDS}")
+    d = _read(DEFAULT_FILE)
+    return {**d["train"], **d[command]}
+
+
+def _coerce(key, value, like, where):
+    """``value`` converted to the type of the default ``like`` (int → float allowed); InputError otherwise."""
+    if isinstance(like, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(like, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(like, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(like, str):
+        ok = isinstance(value, (str, os.PathLike))
+        value = str(value) if ok else value
+    elif isinstance(like, list):
+        ok = isinstance(value, (list, tuple))
+        value = [str(v) for v in value] if ok else value
+    else:
+        ok = True
+    if not ok:
+        raise InputError(where, f"option {key!r} must be {type(like).__name__}, got {value!r}")
+    return value
+
+
+def resolve(command: str, config_file=None, overrides: dict | None = None, base: dict | None = None) -> dict:
+    """The options of one run (see module docstring). ``base`` replaces the packaged defaults (resume)."""
+    cfg = dict(base) if base is not None else defaults(command)
+    ref = defaults(command)
+    layers = []
+    if config_file:
+        user = _read(config_file)
+        unknown = set(user) - {"train", *COMMANDS}
+        if unknown:
+            raise InputError(config_file, f"unknown tables {sorted(unknown)}; use [train] and [{command}]")
+        layers += [(user.get("train", {}), config_file), (user.get(command, {}), config_file)]
+    layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "command line"))
+    for layer, where in layers:
+        for k, v in layer.items():
+            if k not in ref:
+                raise InputError(where, f"unknown option {k!r} for `{command}` (known: {', '.join(sorted(ref))})")
+            cfg[k] = _coerce(k, v, ref[k], where)
+    return cfg
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)            # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def save(cfg: dict, run_dir, command: str) -> None:
+    """Write ``RUN/config.toml`` (loadable again with ``--config``) and ``RUN/config.json``, atomically."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    toml = f"[{command}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in sorted(cfg.items()))
+    for name, text in (("config.toml", toml), ("config.json", json.dumps(cfg, indent=1, sort_keys=True))):
+        tmp = run_dir / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(text)
+        os.replace(tmp, run_dir / name)
+
+
+def load_saved(run_dir) -> dict | None:
+    """The resolved config a run saved, or None."""
+    p = Path(run_dir) / "config.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise InputError(p, f"unreadable saved config: {e}") from None

@@ -1,0 +1,351 @@
+"""Shared training machinery: seeding, precision, epochs, validation, checkpoints, logs, exact resume.
+
+A run folder ``RUN`` holds::
+
+    config.toml / config.json   resolved options (hkdsme.train.config)
+    last.pt                     after every epoch: weights + optimiser + RNG states (every rank) + sampler +
+                                subclass state (e.g. pseudo-label bookkeeping) + best metric; atomic
+    best.pt                     weights of the epoch with the highest validation OA (never test data)
+    metrics.jsonl               one JSON line per epoch (mean losses, validation scores, s/step, ...)
+    tb/                         TensorBoard scalars
+
+Both ``.pt`` files are :mod:`hkdsme.model.checkpoint` files (``load_checkpoint`` works on either); the
+training state of ``last.pt`` sits in ``extra["train_state"]`` in plain types, so it loads with
+``weights_only=True``. Resuming restores every random state, so a killed run continues bit-exactly on CPU.
+
+Subclasses (:class:`~hkdsme.train.teacher.TeacherTrainer`, :class:`~hkdsme.train.distill.DistillTrainer`)
+provide the model, the epoch's training data and the loss.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hkdsme.model import checkpoint as ckpt
+from hkdsme.model.decode import bins_from_output, decode_track
+from hkdsme.pipeline.errors import InputError
+from hkdsme.train import config as config_mod
+from hkdsme.train import ddp
+from hkdsme.train.dataset import SegmentBatchSampler, ShardDataset, make_loader
+
+
+# --------------------------------------------------------------------------------------------- precision
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` → bf16 (fp16 on CUDA without bf16). fp16 on CPU is refused (no GradScaler there)."""
+    if name == "auto":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return "fp16"
+        return "bf16"
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32|bf16|fp16|auto, got {name!r}")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs --device cuda (use bf16 on CPU)")
+    return name
+
+
+def autocast(precision: str, device: torch.device):
+    """Autocast context for ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------- randomness
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Every global random state in checkpoint-safe plain types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, pystate, pygauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, gauss],
+             "python": [version, list(pystate), pygauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, pystate, pygauss = state["python"]
+    random.setstate((version, tuple(pystate), pygauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _pack_optimizer(sd: dict) -> dict:
+    # checkpoint metadata needs str keys; param ids become "0", "1", ...
+    return {"state": {str(k): v for k, v in sd["state"].items()}, "param_groups": sd["param_groups"]}
+
+
+def _unpack_optimizer(sd: dict) -> dict:
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in sd["param_groups"]]
+    return {"state": {int(k): v for k, v in sd["state"].items()}, "param_groups": groups}
+
+
+# --------------------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def predict_segments(model, ds: ShardDataset, indices, *, device, precision="fp32", batch: int = 64,
+                     channels_last: bool = False):
+    """Yield ``(indices, batch dict, NetOutput)`` for ``indices`` in batches of ``batch`` (model in eval mode)."""
+    for i in range(0, len(indices), batch):
+        rows = indices[i:i + batch]
+        b = ds.__getitems__(rows)
+        x = b["x"].to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device):
+            out = model(x)
+        yield rows, b, out
+
+
+def score_cache(model, ds: ShardDataset, *, device="cpu", precision="fp32", batch: int = 64,
+                channels_last: bool = False, progress: bool = False) -> tuple[dict, list[dict]]:
+    """Melody scores of ``model`` on every track of a labeled cache.
+
+    Each track's segments are predicted, decoded (argmax of channel 0 → Hz, padding dropped) and scored with
+    mir_eval (OA/RPA/RCA/VR/VFA in percent) against the shard's ``f0`` on the same 10 ms grid. Returns
+    ``(mean over tracks, per-track list)``; each per-track dict also has ``track`` (the shard path).
+    """
+    from hkdsme.evaluate.metrics import mean_scores, melody_scores
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    per = []
+    try:
+        for t in tqdm(range(len(ds.paths)), desc="validate", disable=not progress, leave=False):
+            seg = ds.track_segments(t)
+            bins = [bins_from_output(out.probs.float()).cpu()
+                    for _, _, out in predict_segments(model, ds, seg, device=device, precision=precision,
+                                                      batch=batch, channels_last=channels_last)]
+            n_frames, ref_f0 = ds.track_reference(t)
+            times, est = decode_track(torch.cat(bins), n_frames)
+            s = melody_scores(times, ref_f0, times, est, path=ds.paths[t])
+            per.append({**s, "track": str(ds.paths[t])})
+    finally:
+        model.train(was_training)
+    return mean_scores(per), per
+
+
+# --------------------------------------------------------------------------------------------- the loop
+class Trainer:
+    """Epoch loop shared by teacher pre-training and student distillation.
+
+    Subclasses set ``command`` and ``kind`` and implement :meth:`build_model`, :meth:`epoch_data` and
+    :meth:`loss`; optional hooks :meth:`before_epoch`, :meth:`state` / :meth:`load_state`.
+    """
+
+    command = ""
+    kind = ""
+
+    def __init__(self, cfg: dict, *, resume: bool = False):
+        self.cfg = cfg
+        self.resume = resume
+        if not cfg.get("out"):
+            raise InputError(None, "no run folder given (--out)")
+        self.run = Path(cfg["out"])
+        self.info = ddp.init(cfg["device"])
+        self.device = self.info.device
+        self.precision = resolve_precision(cfg["precision"], self.device)
+        self.channels_last = bool(cfg["channels_last"])
+        self.feature_hash = ""
+        self.log_lines: list[str] = []         # last few log messages (tests, CLI echo)
+        self._tb = None
+
+    # ---- subclass interface
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def epoch_data(self, epoch: int):
+        """``(dataset with __getitems__, indices of the epoch's training items)``."""
+        raise NotImplementedError
+
+    def loss(self, out, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def before_epoch(self, epoch: int) -> dict:
+        """Work before training epoch ``epoch``; returns metrics to log."""
+        return {}
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    # ---- helpers
+    def log(self, msg: str) -> None:
+        if self.info.main:
+            tqdm.write(msg)
+            self.log_lines.append(msg)
+            with open(self.run / "train.log", "a") as f:
+                f.write(msg + "\n")
+
+    def to_device(self, batch: dict) -> dict:
+        out = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device, non_blocking=True)
+                if k == "x" and self.channels_last:
+                    v = v.contiguous(memory_format=torch.channels_last)
+            out[k] = v
+        return out
+
+    def _write_metrics(self, epoch: int, metrics: dict) -> None:
+        with open(self.run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": epoch, **metrics}, sort_keys=True) + "\n")
+        try:
+            if self._tb is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run / "tb"))
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, epoch)
+            self._tb.flush()
+        except ImportError:                      # tensorboard missing: the jsonl has everything
+            pass
+
+    def _save(self, name: str, model, optimizer, scaler, epoch: int, metrics: dict, best: float, sampler_state,
+              rng_all) -> None:
+        extra = {"epoch": epoch}
+        if name == "last.pt":
+            extra["train_state"] = {
+                "epoch": epoch, "best_oa": best, "optimizer": _pack_optimizer(optimizer.state_dict()),
+                "scaler": scaler.state_dict() if scaler is not None else {}, "rng": rng_all,
+                "sampler": sampler_state, "world": self.info.world, "state": self.state()}
+        ckpt.save_checkpoint(self.run / name, ddp.unwrap(model), kind=self.kind, config=self.cfg,
+                             feature_hash=self.feature_hash, metrics=metrics, extra=extra)
+
+    def _load_last(self, model, optimizer, scaler):
+        path = self.run / "last.pt"
+        net, meta = ckpt.load_checkpoint(path, expected_feature_hash=self.feature_hash, expected_kind=self.kind)
+        st = (meta.get("extra") or {}).get("train_state")
+        if st is None:
+            raise InputError(path, "checkpoint has no training state (not a last.pt of hkd-train)")
+        if st["world"] != self.info.world:
+            raise InputError(path, f"run was trained with {st['world']} processes, now {self.info.world}: "
+                                   "resume with the same number")
+        try:
+            model.load_state_dict(net.state_dict())
+        except RuntimeError as e:
+            raise InputError(path, f"weights do not fit this run's model: {str(e).splitlines()[0]}") from None
+        optimizer.load_state_dict(_unpack_optimizer(st["optimizer"]))
+        if scaler is not None and st["scaler"]:
+            scaler.load_state_dict(st["scaler"])
+        self.load_state(st["state"])
+        return st
+
+    # ---- main
+    def fit(self) -> dict:
+        """Train ``cfg["epochs"]`` epochs (continuing ``RUN/last.pt`` with ``resume``); returns the last metrics."""
+        cfg, info = self.cfg, self.info
+        if info.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+        ddp.barrier(info)
+        seed = int(cfg["seed"])
+        seed_everything(seed)                       # same initial weights on every rank
+        model = self.build_model().to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._model = model
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        start, best = 0, -1.0
+        if self.resume and (self.run / "last.pt").is_file():
+            st = self._load_last(model, optimizer, scaler)
+            start, best = int(st["epoch"]) + 1, float(st["best_oa"])
+            set_rng_state(st["rng"][info.rank])
+            self.log(f"resumed {self.run / 'last.pt'} after epoch {st['epoch']}")
+        else:
+            if self.resume:
+                self.log(f"--resume: no {self.run / 'last.pt'} yet, starting fresh")
+            seed_everything(seed + info.rank)      # per-rank dropout / worker seeds
+        if info.main:
+            config_mod.save(cfg, self.run, self.command)
+        net = ddp.wrap(model, info)
+        metrics = {}
+        for epoch in range(start, int(cfg["epochs"])):
+            metrics = dict(self.before_epoch(epoch))
+            ds, indices = self.epoch_data(epoch)
+            cap = int(cfg["max_steps_per_epoch"]) or None
+            sampler = SegmentBatchSampler(indices, int(cfg["batch"]), seed=seed, rank=info.rank,
+                                          world=info.world, max_batches=cap)
+            sampler.set_epoch(epoch)
+            if len(sampler) == 0:
+                raise InputError(None, f"{len(indices)} training segments cannot fill one batch of "
+                                       f"{cfg['batch']} per process: lower --batch")
+            loader = make_loader(ds, sampler, workers=int(cfg["workers"]),
+                                 pin_memory=self.device.type == "cuda")
+            metrics.update(self._train_epoch(net, loader, optimizer, scaler, epoch))
+            metrics = ddp.mean_over_ranks(metrics, info)
+            if info.main and self.val_ds is not None:
+                val, _ = score_cache(model, self.val_ds, device=self.device, precision=self.precision,
+                                     batch=int(cfg["val_batch"]), channels_last=self.channels_last)
+                metrics.update({f"val_{k}": v for k, v in val.items()})
+            metrics["lr"] = float(cfg["lr"])
+            rng_all = ddp.all_gather_objects(rng_state(), info)
+            if info.main:
+                oa = metrics.get("val_OA", -1.0)
+                if oa > best:
+                    best = oa
+                    self._save("best.pt", model, optimizer, scaler, epoch, metrics, best, None, None)
+                metrics["best_val_OA"] = best
+                self._save("last.pt", model, optimizer, scaler, epoch, metrics, best, sampler.state_dict(),
+                           rng_all)
+                self._write_metrics(epoch, metrics)
+                self.log(f"epoch {epoch}: loss {metrics['loss_total']:.4f}"
+                         + (f", val OA {metrics['val_OA']:.2f}" if "val_OA" in metrics else "")
+                         + f", {metrics['s_per_step']:.3f} s/step")
+            ddp.barrier(info)
+        if self._tb is not None:
+            self._tb.close()
+        return metrics
+
+    def _train_epoch(self, net, loader, optimizer, scaler, epoch: int) -> dict:
+        net.train()
+        sums: dict[str, torch.Tensor] = {}
+        n, t0 = 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not self.info.main, leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = self.to_device(batch)
+            with autocast(self.precision, self.device):
+                out = net(batch["x"])
+            terms = self.loss(out, batch)             # losses compute in float32 themselves
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(terms["total"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                terms["total"].backward()
+                optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
+            n += 1
+            if n % 10 == 1:
+                bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}")
+        dt = time.perf_counter() - t0
+        out = {f"loss_{k}": float(v) / max(n, 1) for k, v in sums.items()}
+        out.update(steps=n, s_per_step=dt / max(n, 1))
+        if not all(np.isfinite(v) for v in out.values()):
+            raise FloatingPointError(f"epoch {epoch}: non-finite loss {out} (lower --lr or use fp32)")
+        return out
+
+    val_ds: ShardDataset | None = None
