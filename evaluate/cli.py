@@ -1,11 +1,79 @@
-"""`hkd-eval` command line."""
+"""`hkd-eval` command line: ``report`` (score checkpoints on a dataset) and ``predict`` (melody of audio files)."""
+from __future__ import annotations
+
 import click
+
+from hkdsme.pipeline.errors import InputError
 
 
 @click.group()
 @click.version_option(package_name="hkdsme")
 def main():
     """Evaluate checkpoints and predict melodies."""
+
+
+def _fail(e: Exception):
+    raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True, type=click.Path(path_type=str),
+              help="Checkpoint to score; repeat for several side by side.")
+@click.option("--dataset", required=True, help="Dataset adapter name (mir1k, medleydb, adc2004, ...).")
+@click.option("--root", required=True, type=click.Path(path_type=str), help="Dataset folder as it ships.")
+@click.option("--split", default=None, help="train / validation / test (where the dataset defines one).")
+@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(path_type=str),
+              help="Folder for report.md, report.json, per_track.csv and the PNGs.")
+@click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=str),
+              help="Feature cache from `hkd-prep extract` (used when its feature hash matches).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N tracks.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write one PNG per track.")
+def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, limit, plots):
+    """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA)."""
+    from hkdsme.evaluate.report import run_report
+
+    try:
+        r = run_report(list(checkpoints), dataset, root, split=split, out_dir=out_dir, cache_dir=cache_dir,
+                       device=device, batch_size=batch_size, plots=plots, limit=limit, log=click.echo)
+    except (InputError, ValueError) as e:
+        _fail(e)
+    from pathlib import Path
+
+    click.echo((Path(out_dir) / "report.md").read_text(encoding="utf-8"), nl=False)
+    if r["n_scored"] == 0:
+        raise click.ClickException("no track could be scored")
+
+
+@main.command()
+@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--checkpoint", default=None, type=click.Path(path_type=str),
+              help="Student or teacher checkpoint (default: the embedded model).")
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=str),
+              help="Output folder (default: next to each audio file).")
+@click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))
+@click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size):
+    """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
+
+    Bad files are reported and skipped; the exit status is 1 if any failed.
+    """
+    from hkdsme.evaluate.predict import NoDefaultModel, predict_files
+
+    try:
+        written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
+                                        device=device, batch_size=batch_size)
+    except (InputError, NoDefaultModel, ValueError) as e:
+        _fail(e)
+    for src, dst in written.items():
+        click.echo(f"{src} -> {dst}")
+    for src, why in failed.items():
+        click.echo(f"FAILED {src}: {why}", err=True)
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(written) + len(failed)} input(s) failed")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def write_melody(path, times, f0, fmt: str = "csv", *, confidence=None, source: 
     elif fmt == "mirex":
         text = _rows(t, f, "\t")
     elif fmt == "jams":
-        text = json.dumps(_jams_doc(t, f, confidence, source), indent=1)
+        text = json.dumps(_jams_doc(np.round(t, 6), f, confidence, source))  # times to 1 µs, as in csv
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     _atomic_write_text(path, text)

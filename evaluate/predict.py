@@ -1,0 +1,336 @@
+"""Melody extraction on any audio: ``extract_melody``, :class:`Predictor`, ``predict_files``.
+
+Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame ``i`` at ``(i+1)·10 ms``):
+
+1. CFP, streamed. ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
+   ``CONTEXT_FRAMES`` frames of audio on both sides; the context frames are dropped, so every kept frame saw
+   exactly the samples it sees in a whole-file CFP (the 768-sample window reaches 4.8 frames either side).
+2. Normalisation is global per channel, as in ``cfp()``: ``v = log(1 + raw)``, ``(v - min_T v) / (max_T v - min_T v)``
+   over the whole track. Two regimes, both exact:
+
+   - ``T <= max_held_frames`` (default 10 min): one CFP pass; the raw blocks are kept (3·320·4 B = 3.75 KB per
+     frame, 22.5 MB per minute of audio), then normalised together.
+   - longer audio: two CFP passes. Pass 1 keeps only the 3 per-channel minima and maxima; pass 2 recomputes each
+     block, normalises it with the global extrema and runs the network on it right away. Memory is bounded by
+     the block size (plus the output: 16 B per frame), at the price of computing the CFP twice.
+
+3. The network sees non-overlapping 64-frame segments (frame ``64·s`` starts segment ``s``, exactly as in
+   training and in the shards), batched by ``batch_size``; the last one is zero-padded and its padding dropped.
+   Blocks are a multiple of 64 frames, so streaming never changes the segmentation.
+4. Decoding: ``k = argmax`` over the 321 rows of the melody channel; ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
+
+There is no silent fallback to a random network: without ``checkpoint`` the package's embedded default model
+``hkdsme/weights/default.pt`` is used, and if it is absent :class:`NoDefaultModel` says how to get one.
+"""
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hkdsme.pipeline import grid
+from hkdsme.pipeline.errors import InputError
+
+DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
+CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
+MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
+SILENCE_PEAK = 2.0 ** -24         # below 24-bit resolution: nothing to normalise
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aif", ".aiff", ".au")
+PLOT_SUFFIX = ".f0.png"
+OUT_SUFFIX = {"csv": ".f0.csv", "mirex": ".f0.txt", "jams": ".jams"}
+
+
+class NoDefaultModel(FileNotFoundError):
+    """The package ships no embedded default model; pass a checkpoint."""
+
+
+def default_checkpoint() -> Path:
+    """Path of the embedded default model ``hkdsme/weights/default.pt``; :class:`NoDefaultModel` if absent."""
+    ref = resources.files("hkdsme").joinpath("weights/default.pt")
+    if not ref.is_file():
+        raise NoDefaultModel("no embedded default model yet: train one with `hkd-train run …` and pass "
+                             "--checkpoint (Python: checkpoint=...)")
+    return Path(str(ref))
+
+
+def _device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu'")
+    return dev
+
+
+def _block_frames(block_s: float) -> int:
+    """Frames per block: ``block_s`` seconds rounded up to whole 64-frame segments."""
+    return max(1, math.ceil(block_s * 100 / grid.SEG_LEN)) * grid.SEG_LEN
+
+
+def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAMES):
+    """Yield ``(first_frame, raw (3, 320, n))`` covering frames ``0..T-1`` of ``x`` in blocks of ``block_frames``.
+
+    Block ``[a, b)`` is computed from samples ``[(a - c)·80, (b + context + 1)·80)`` with ``c = min(context, a)``:
+    local frame ``j`` is then centred on global sample ``(a - c + j + 1)·80``, i.e. global frame ``a - c + j``.
+    """
+    from hkdsme.pipeline.cfp import cfp_raw
+
+    n_total = grid.n_frames(len(x))
+    if n_total < 2:
+        cfp_raw(x)  # raises the CFP's own InputError for too-short audio
+    for a in range(0, n_total, block_frames):
+        b = min(a + block_frames, n_total)
+        c = min(context, a)
+        s0 = (a - c) * grid.HOP
+        s1 = min(len(x), (b + context + 1) * grid.HOP)
+        raw = cfp_raw(x[s0:s1])
+        yield a, raw[:, :, c:c + (b - a)]
+
+
+def _log_compress(raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``log(1 + raw)`` in float32, the same two ufunc calls as ``pipeline.cfp.normalize``."""
+    out = np.add(raw, np.float32(1.0), dtype=np.float32, out=out)
+    return np.log(out, out=out)
+
+
+def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return v.min(axis=(1, 2)), v.max(axis=(1, 2))
+
+
+def _normalise_(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """In place: ``v`` holds ``log(1 + raw)``; ``(v - lo) / (hi - lo)`` per channel, 0 where ``hi == lo``.
+
+    Same float32 operations as ``pipeline.cfp.normalize``, so streamed features are bit-identical to ``cfp(x)``
+    (tests/test_predict.py checks it).
+    """
+    for ch in range(v.shape[0]):
+        a, b = float(lo[ch]), float(hi[ch])
+        if b > a:
+            v[ch] -= np.float32(a)
+            v[ch] /= np.float32(b - a)
+        else:
+            v[ch] = 0.0
+    return v
+
+
+def streamed_cfp(x: np.ndarray, block_frames: int | None = None) -> np.ndarray:
+    """Normalised CFP (3, 320, T) of 8 kHz audio computed block by block (equal to a whole-file ``cfp(x)``).
+
+    Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see :class:`Predictor` for the bounded-memory
+    path used on long audio.
+    """
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+    feats = np.empty((3, grid.N_FREQ, grid.n_frames(x.size)), dtype=np.float32)
+    for a, raw in raw_cfp_blocks(x, block_frames or _block_frames(DEFAULT_BLOCK_S)):
+        _log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
+    return _normalise_(feats, *_log_extrema(feats))
+
+
+def check_audio(x, path=None) -> np.ndarray:
+    """float32 contiguous 1-D copy of ``x``; :class:`InputError` naming ``path`` if empty, non-finite or silent."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+    if x.size == 0:
+        raise InputError(path, "audio is empty")
+    lo, hi = float(x.min()), float(x.max())  # no full-size temporaries: long audio stays O(block) extra memory
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # min/max propagate NaN
+        raise InputError(path, "audio contains NaN or inf samples")
+    if max(hi, -lo) <= SILENCE_PEAK:
+        raise InputError(path, "audio is silent (all samples ~0): no melody to extract")
+    return x
+
+
+class Predictor:
+    """A loaded network plus the streaming CFP → f0 pipeline of the module docstring.
+
+    ``checkpoint``: a student or teacher checkpoint written by ``model.checkpoint.save_checkpoint`` (its feature
+    hash must equal ``grid.feature_hash()``); None → the embedded default model. ``block_s`` / ``max_held_frames``
+    trade memory for speed without changing the result.
+    """
+
+    def __init__(self, checkpoint=None, device="cpu", batch_size: int = 16, *, block_s: float = DEFAULT_BLOCK_S,
+                 max_held_frames: int = MAX_HELD_FRAMES):
+        from hkdsme.model.checkpoint import load_checkpoint
+
+        self.device = _device(device)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        self.model, self.meta = load_checkpoint(self.checkpoint, expected_feature_hash=grid.feature_hash(),
+                                                map_location=self.device)
+        self.model.eval()
+        if getattr(self.model, "heads", False):
+            self.model.heads = False  # projector heads are training-only; the melody logits do not use them
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.block_frames = _block_frames(block_s)
+        self.max_held_frames = int(max_held_frames)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "?")
+
+    @torch.inference_mode()
+    def bins_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """(3, 320, T) normalised CFP → (T,) int64 bins: 64-frame segments, the tail zero-padded then dropped."""
+        from hkdsme.model.decode import bins_from_output
+
+        t = feats.shape[-1]
+        n_seg = -(-t // grid.SEG_LEN)
+        out = np.zeros(n_seg * grid.SEG_LEN, dtype=np.int64)
+        for s0 in range(0, n_seg, self.batch_size):
+            s1 = min(s0 + self.batch_size, n_seg)
+            f0_, f1_ = s0 * grid.SEG_LEN, min(s1 * grid.SEG_LEN, t)
+            chunk = np.zeros((3, grid.N_FREQ, (s1 - s0) * grid.SEG_LEN), dtype=np.float32)
+            chunk[:, :, :f1_ - f0_] = feats[:, :, f0_:f1_]
+            # (3, 320, n·64) → (n, 3, 320, 64): segment i holds frames 64i .. 64i+63
+            batch = np.ascontiguousarray(chunk.reshape(3, grid.N_FREQ, s1 - s0, grid.SEG_LEN).transpose(2, 0, 1, 3))
+            logits = self.model(torch.from_numpy(batch).to(self.device)).logits
+            out[f0_:f0_ + (s1 - s0) * grid.SEG_LEN] = bins_from_output(logits).reshape(-1).cpu().numpy()
+        return out[:t]
+
+    def predict_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(3, 320, T) normalised CFP → ``(times, f0)`` on the 10 ms grid, f0 in Hz, 0 = unvoiced."""
+        from hkdsme.model.decode import bins_to_hz
+
+        bins = self.bins_from_features(np.asarray(feats, dtype=np.float32))
+        return grid.frame_times(bins.size), np.asarray(bins_to_hz(bins), dtype=np.float64)
+
+    def predict_audio(self, x, *, path=None, return_spectrum: bool = False):
+        """8 kHz mono audio → ``(times, f0)`` (+ the normalised spectrum channel (320, T) if ``return_spectrum``).
+
+        Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
+        """
+        from hkdsme.model.decode import bins_to_hz
+
+        x = check_audio(x, path)
+        try:
+            n = grid.n_frames(x.size)
+            if n <= self.max_held_frames:
+                bins, spec = self._one_pass(x, n, return_spectrum)
+            else:
+                bins, spec = self._two_pass(x, n, return_spectrum)
+        except InputError as e:
+            raise InputError(path, e.reason) from None
+        out = (grid.frame_times(n), np.asarray(bins_to_hz(bins), dtype=np.float64))
+        return out + (spec,) if return_spectrum else out
+
+    def _one_pass(self, x, n, want_spec):
+        feats = streamed_cfp(x, self.block_frames)
+        return self.bins_from_features(feats), (feats[0].copy() if want_spec else None)
+
+    def _two_pass(self, x, n, want_spec):
+        lo = np.full(3, np.inf, dtype=np.float32)
+        hi = np.full(3, -np.inf, dtype=np.float32)
+        for _, raw in raw_cfp_blocks(x, self.block_frames):
+            blo, bhi = _log_extrema(_log_compress(raw))
+            np.minimum(lo, blo, out=lo)
+            np.maximum(hi, bhi, out=hi)
+        bins = np.empty(n, dtype=np.int64)
+        spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
+        for a, raw in raw_cfp_blocks(x, self.block_frames):
+            v = _normalise_(_log_compress(raw), lo, hi)
+            bins[a:a + v.shape[-1]] = self.bins_from_features(v)
+            if want_spec:
+                spec[:, a:a + v.shape[-1]] = v[0]
+        return bins, spec
+
+    def predict_file(self, path, *, return_spectrum: bool = False):
+        """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
+        from hkdsme.pipeline.audio import load_audio
+
+        return self.predict_audio(load_audio(path, sr=grid.SR), path=path, return_spectrum=return_spectrum)
+
+
+def _to_8k(audio, sr) -> np.ndarray:
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:  # (n, channels) as soundfile returns it, or (channels, n) as librosa does
+        x = x.mean(axis=1 if x.shape[0] > x.shape[1] else 0)
+    if x.ndim != 1:
+        raise InputError(None, f"audio array must be 1-D (or 2-D multichannel), got shape {x.shape}")
+    if sr is None:
+        raise ValueError("an audio array needs its sample rate: extract_melody(x, sr=44100)")
+    from hkdsme.pipeline.audio import resample
+
+    return resample(x, int(sr), grid.SR)
+
+
+def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = 16):
+    """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
+
+    ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
+    multichannel arrays are averaged). ``checkpoint``: None → the embedded default model.
+    """
+    pred = Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size)
+    if isinstance(audio, (str, Path)):
+        if sr is not None:
+            raise ValueError("sr is only for array input; a file carries its own sample rate")
+        return pred.predict_file(audio)
+    return pred.predict_audio(_to_8k(audio, sr))
+
+
+def expand_inputs(paths) -> tuple[list[Path], dict[Path, str]]:
+    """Files and folders → audio files (folders searched recursively for :data:`AUDIO_EXTENSIONS`, sorted).
+
+    Returns ``(files, failed)``; a folder without audio goes to ``failed``. Plain paths are kept as given
+    (a missing file fails later with its own message).
+    """
+    files, failed = [], {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS
+                           and not q.name.startswith("."))
+            if not found:
+                failed[p] = f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in folder"
+            files.extend(found)
+        else:
+            files.append(p)
+    return files, failed
+
+
+def _unique(path: Path, taken: set) -> Path:
+    # two inputs with the same stem (from different folders) must not overwrite each other's output
+    out, i = path, 1
+    while out in taken:
+        i += 1
+        stem, _, rest = path.name.partition(".")
+        out = path.with_name(f"{stem}-{i}.{rest}")
+    taken.add(out)
+    return out
+
+
+def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
+                  batch_size: int = 16, predictor: Predictor | None = None, progress: bool = True):
+    """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
+
+    Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
+    ``<stem>.f0.png`` with ``plot``. A bad file (missing, unreadable, silent, too short) is recorded and skipped;
+    the others still run. Returns ``(written, failed)``: ``{audio: output path}`` and ``{audio: reason}``.
+    """
+    from tqdm import tqdm
+
+    from hkdsme.evaluate.formats import FORMATS, write_melody
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size)
+    files, failed = expand_inputs(paths)
+    written, taken = {}, set()
+    for path in tqdm(files, desc="hkd-eval predict", unit="file", disable=not progress):
+        try:
+            res = pred.predict_file(path, return_spectrum=plot)
+        except InputError as e:
+            failed[path] = e.reason
+            if progress:
+                tqdm.write(f"skipped {e}")
+            continue
+        times, f0 = res[0], res[1]
+        folder = Path(out_dir) if out_dir is not None else path.parent
+        out = _unique(folder / (path.stem + OUT_SUFFIX[fmt]), taken)
+        write_melody(out, times, f0, fmt, source=path.name)
+        if plot:
+            from hkdsme.evaluate.plots import plot_track
+
+            plot_track(out.with_name(out.name[: -len(OUT_SUFFIX[fmt])] + PLOT_SUFFIX), res[2],
+                       {"estimate": (times, f0)}, title=path.name)
+        written[path] = out
+    return written, failed
