@@ -6,6 +6,8 @@ Options resolve as packaged defaults ← ``--config FILE.toml`` ← flags (hkdsm
 """
 from __future__ import annotations
 
+import os
+
 import click
 
 from hkdsme.pipeline.errors import InputError
@@ -44,7 +46,7 @@ def _run(command: str, fn, config_file, resume: bool, overrides: dict):
         metrics = fn(cfg, resume=resume)
     except InputError as e:
         raise click.ClickException(str(e)) from None
-    if metrics:
+    if metrics and os.environ.get("RANK", "0") == "0":
         click.echo(" ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, float)))
 
 

@@ -8,6 +8,7 @@ pseudo-labels through per-rank files there).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,8 @@ def init(device: str = "cpu") -> DistInfo:
     else:
         dev = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # long timeout: other ranks wait at a barrier while rank 0 fills the teacher-logit cache
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(hours=3))
     return DistInfo(rank, world, local, dev)
 
 

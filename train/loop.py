@@ -316,6 +316,7 @@ class Trainer:
             ddp.barrier(info)
         if self._tb is not None:
             self._tb.close()
+        ddp.cleanup(info)
         return metrics
 
     def _train_epoch(self, net, loader, optimizer, scaler, epoch: int) -> dict:
