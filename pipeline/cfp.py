@@ -14,20 +14,21 @@ The five quirks of the original ``cfp.py`` (window taps, edge frames, stretched 
 cepstral zeroing, quefrency mapping) are part of the definition; see ``_cfp_reference.py`` for a literal
 per-frame version and ``shared/reference/cfp/README.md`` for the details.
 
-How it is fast (all exact rewrites, no approximation beyond float32 rounding):
+How it is fast (exact rewrites; float64 up to C, float32 after the clip: max error vs the original ~1e-6):
 
 * |FFT| does not change under a circular shift, so each frame's 766 taps sit at the start of a zero-padded
   buffer and one batched real FFT (``scipy.fft.rfft``) gives bins 0..2000 (the rest are mirrors).
-* X0 is real and even, so Re FFT_N(X0) is a DCT-I of its first 2001 values: C[n] = DCT1(X0[0:2001])[n] / sqrt(N).
+* X0 is real and even, so Re FFT_N(X0) is a DCT-I of its first 2001 values: C[n] = DCT1(X0[0:2001])[n] / sqrt(N),
+  computed with one real FFT of length 2000 (``_dct1_prepare`` / ``_dct1_finish``).
 * Re FFT_N(C) only sees the even part (C[n] + C[N-n]) / 2 of C. The asymmetric zeroing keeps C[6] but
   zeroes C[N-6], so the even part equals C except at n = 6, where it is C[6] / 2: S = DCT1(C with C[6]/2) / sqrt(N).
-* Frames are processed in blocks of ``BLOCK`` frames so every intermediate stays in the L2 cache; the
-  filterbanks are sparse (≤ 2 weights per bin) and applied by numba kernels; powers are exp(g·log(.)).
+* Frames are processed in blocks of ``BLOCK`` frames (memory stays bounded for any length, intermediates stay
+  in cache); the filterbanks are sparse CSR (~1200 and ~500 weights) applied by numba kernels that run
+  across frames; powers are exp(g·log(.)) (numpy SIMD); the 1/sqrt(N) factors are folded into the weights.
 """
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import scipy.fft
@@ -48,7 +49,7 @@ N_SPEC = int(round(FMAX / (SR / N_FFT))) + 1    # 626 spectral bins kept (0..125
 N_QUEF = int(round(SR / FMIN)) + 1              # 259 quefrency bins kept
 TC_IDX = int(round(SR / FMAX))                  # 6: cepstral bins zeroed at each end
 FC_IDX = int(round(FMIN / (SR / N_FFT)))        # 16: GCoS bins zeroed at each end
-BLOCK = 32                                      # frames per block (intermediates ~1 MB: fits L2)
+BLOCK = 32                                      # frames per block (B=16..64 measured equal)
 
 _TAPS = WIN - 2                                 # an interior frame uses 766 samples
 _LH = (WIN - 1) // 2                            # 383
@@ -150,10 +151,12 @@ def _edge_frame(x: np.ndarray, ti: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _dct1_tables(n_half: int = N_FFT // 2) -> tuple[np.ndarray, np.ndarray]:
-    """sin(pi n / M) and cos(pi n / M), n < M = N/2: the half-length DCT-I (see ``_dct1_prepare``)."""
-    a = np.arange(n_half) * (np.pi / n_half)
-    return np.sin(a), np.cos(a)
+def _dct1_tables(m_half: int = N_FFT // 2) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (1/2 - sin(pi n/M), 1/2 + sin(pi n/M)), n < M, of the half-length DCT-I (see below),
+    as float64 and float32 (M, 2) arrays."""
+    s = np.sin(np.arange(m_half) * (np.pi / m_half))
+    coef = np.stack([0.5 - s, 0.5 + s], axis=1)
+    return coef, coef.astype(np.float32)
 
 
 # --- numba kernels -------------------------------------------------------------------------------------------
@@ -163,34 +166,40 @@ def _dct1_tables(n_half: int = N_FFT // 2) -> tuple[np.ndarray, np.ndarray]:
 # A DCT-I of x[0..M] (M = N/2 = 2000; Y[k] = x[0] + (-1)^k x[M] + 2 sum_{0<n<M} x[n] cos(pi k n / M) =
 # Re FFT_N of the even extension) costs one real FFT of length M instead of N (pocketfft's dct uses N):
 #   y[n] = (x[n] + x[M-n]) / 2 - sin(pi n/M) (x[n] - x[M-n]),  R = rfft_M(y),
-#   Y[2m] = 2 Re R[m],  Y[1] = sum_n (x[n] - x[M-n]) cos(pi n/M),  Y[2m+1] = Y[2m-1] - 2 Im R[m].
+#   Y[2m] = 2 Re R[m],  Y[2m+1] = Y[2m-1] - 2 Im R[m],  Y[1] = x[0] - x[M] + (4/M) sum_m (M/2 - m) Im R[m].
 
 
 @njit(cache=True, nogil=True)
-def _dct1_prepare(x, sin_t, cos_t, y, y1):
-    """From x (M+1, B) fill y (M, B) and y1 = Y[1] (B,) as above."""
+def _dct1_prepare(x, coef, y):
+    """y[n] = (1/2 - sin(pi n/M)) x[n] + (1/2 + sin(pi n/M)) x[M-n] for x (M+1, B), y (M, B), in coef's precision."""
     m_half, nb = y.shape
-    for b in range(nb):
-        y1[b] = 0.0
     for n in range(m_half):
-        sn, cn = sin_t[n], cos_t[n]
+        c_lo, c_hi = coef[n, 0], coef[n, 1]
+        x_lo, x_hi, y_n = x[n], x[m_half - n], y[n]
         for b in range(nb):
-            lo = np.float64(x[n, b])
-            hi = np.float64(x[m_half - n, b])
-            d = lo - hi
-            y[n, b] = 0.5 * (lo + hi) - sn * d
-            y1[b] += d * cn
+            y_n[b] = c_lo * x_lo[b] + c_hi * x_hi[b]
 
 
 @njit(cache=True, nogil=True)
-def _dct1_finish(r, y1, out, acc):
-    """out[k] = max(Y[k], 0) for k < len(out), from R = rfft(y) (rows) and Y[1]; acc is (B,) scratch."""
+def _dct1_finish(r, x_first, x_last, out, acc):
+    """out[k] = max(Y[k], 0) for k < len(out), from R = rfft(y) (rows) and x[0], x[M]; acc is (B,) scratch.
+
+    Y[1] comes from R too: x[0] - x[M] = (2/M) sum_{odd k} Y[k] (inverse DCT-I) and the recurrence give
+    Y[1] = x[0] - x[M] + (4/M) sum_{m=1}^{M/2-1} (M/2 - m) Im R[m].
+    """
     n_out, nb = out.shape
+    m_quarter = r.shape[0] - 1                       # M/2
+    for b in range(nb):
+        acc[b] = 0.0
+    for m in range(1, m_quarter):
+        wm = np.float64(m_quarter - m)
+        for b in range(nb):
+            acc[b] += wm * r[m, b].imag
+    for b in range(nb):
+        acc[b] = np.float64(x_first[b]) - np.float64(x_last[b]) + acc[b] * (2.0 / m_quarter)
     for m in range((n_out + 1) // 2):
         for b in range(nb):
             out[2 * m, b] = max(2.0 * r[m, b].real, 0.0)
-    for b in range(nb):
-        acc[b] = y1[b]
     for m in range(n_out // 2):
         if m > 0:
             for b in range(nb):
@@ -216,40 +225,41 @@ def _filterbank(a, indptr, indices, weights, out, t0, acc):
 
 @njit(cache=True, nogil=True)
 def _power(spec, out):
-    """out = |spec|^2."""
-    for k in range(spec.shape[0]):
-        for b in range(spec.shape[1]):
-            z = spec[k, b]
+    """out[k, b] = |spec[b, k]|^2 (transposes: the FFT runs along contiguous rows, kernels across frames)."""
+    nb, nk = spec.shape
+    for k in range(nk):
+        for b in range(nb):
+            z = spec[b, k]
             out[k, b] = z.real * z.real + z.imag * z.imag
 
 
 @njit(cache=True, nogil=True)
-def _stage_spectrum(x0, ptr, idx, w, out, t0, sin_t, cos_t, y, y1, acc):
+def _stage_spectrum(x0, ptr, idx, w, out, t0, coef, y, acc):
     """Spectrum rows from X0, and the DCT-I input for C."""
     _filterbank(x0, ptr, idx, w, out, t0, acc)
-    _dct1_prepare(x0, sin_t, cos_t, y, y1)
+    _dct1_prepare(x0, coef, y)
 
 
 @njit(cache=True, nogil=True)
-def _stage_cepstrum(r, y1, zero_below, c, acc):
+def _stage_cepstrum(r, x0, zero_below, c, acc):
     """c = max(DCT-I(X0), 0) = sqrt(N)·max(C, 0), rows < zero_below set to 0."""
-    _dct1_finish(r, y1, c, acc)
+    _dct1_finish(r, x0[0], x0[x0.shape[0] - 1], c, acc)
     c[:zero_below, :] = 0.0
 
 
 @njit(cache=True, nogil=True)
-def _stage_gc(c, ptr, idx, w, out, t0, half_at, sin_t, cos_t, y, y1, acc):
+def _stage_gc(c, ptr, idx, w, out, t0, half_at, coef, y, acc):
     """GC rows from C^0.6, then the DCT-I input for S from the even part of C^0.6 (row half_at halved)."""
     _filterbank(c, ptr, idx, w, out, t0, acc)
     for b in range(c.shape[1]):
         c[half_at, b] *= 0.5
-    _dct1_prepare(c, sin_t, cos_t, y, y1)
+    _dct1_prepare(c, coef, y)
 
 
 @njit(cache=True, nogil=True)
-def _stage_gcos(r, y1, zero_below, ptr, idx, w, out, t0, s, acc):
+def _stage_gcos(r, c, zero_below, ptr, idx, w, out, t0, s, acc):
     """GCoS rows from max(S, 0) with rows < zero_below set to 0 (only the len(s) rows used are formed)."""
-    _dct1_finish(r, y1, s, acc)
+    _dct1_finish(r, c[0], c[c.shape[0] - 1], s, acc)
     s[:zero_below, :] = 0.0
     _filterbank(s, ptr, idx, w, out, t0, acc)
 
@@ -264,26 +274,26 @@ def _pow_inplace(a: np.ndarray, g: float) -> np.ndarray:
 
 
 def _block(frames: np.ndarray, out: np.ndarray, t0: int, fb) -> None:
-    """Raw CFP of ``frames`` (N, B) float64 (taps from row 0, zero-padded) into out[:, :, t0:t0+B]."""
+    """Raw CFP of ``frames`` (B, N) float64 (taps from column 0, zero-padded) into out[:, :, t0:t0+B]."""
     sp, gs_w, q = fb
-    n_b, m_half = frames.shape[1], N_FFT // 2
-    sin_t, cos_t = _dct1_tables()
-    y1, acc = np.empty(n_b), np.empty(n_b)
+    n_b, m_half = frames.shape[0], N_FFT // 2
+    coef64, coef32 = _dct1_tables()
+    acc = np.empty(n_b)
     # float64 up to C: C^0.6 turns an absolute error e near C = 0 into e^0.6, and C (n >= 6) is a small
     # difference of large sums of X0, so float32 there misses the 1e-5 target; after the clip float32 is enough.
-    spec = scipy.fft.rfft(frames, axis=0, workers=1)                       # (2001, B) complex128
-    x0 = np.empty(spec.shape)
-    _power(spec, x0)
+    spec = scipy.fft.rfft(frames, axis=1, workers=1)                       # (B, 2001) complex128
+    x0 = np.empty((N_HALF, n_b))
+    _power(spec, x0)                                                         # (2001, B) from here on
     _pow_inplace(x0, GAMMAS[0] / 2)                                          # |X|^0.24 = (|X|^2)^0.12
     y = np.empty((m_half, n_b))
-    _stage_spectrum(x0, *sp, out[0], t0, sin_t, cos_t, y, y1, acc)
+    _stage_spectrum(x0, *sp, out[0], t0, coef64, y, acc)
     c = np.empty((N_HALF, n_b), np.float32)
-    _stage_cepstrum(scipy.fft.rfft(y, axis=0, workers=1), y1, TC_IDX, c, acc)   # sqrt(N)·max(C, 0)
+    _stage_cepstrum(scipy.fft.rfft(y, axis=0, workers=1), x0, TC_IDX, c, acc)  # sqrt(N)·max(C, 0)
     _pow_inplace(c, GAMMAS[1])                                               # N^0.3·C^0.6 (N^-0.3 in q's weights)
     y32 = np.empty((m_half, n_b), np.float32)
-    _stage_gc(c, *q, out[2], t0, TC_IDX, sin_t, cos_t, y32, y1, acc)
+    _stage_gc(c, *q, out[2], t0, TC_IDX, coef32, y32, acc)
     s = np.empty((N_SPEC, n_b))
-    _stage_gcos(scipy.fft.rfft(y32, axis=0, workers=1), y1, FC_IDX, sp[0], sp[1], gs_w, out[1], t0, s, acc)
+    _stage_gcos(scipy.fft.rfft(y32, axis=0, workers=1), c, FC_IDX, sp[0], sp[1], gs_w, out[1], t0, s, acc)
 
 
 def cfp_raw(x, sr: int = SR, block: int = BLOCK) -> np.ndarray:
@@ -306,23 +316,23 @@ def cfp_raw(x, sr: int = SR, block: int = BLOCK) -> np.ndarray:
 
     h = _window()
     hw = np.concatenate(([h[-1]], h[:_TAPS - 1]))                   # quirk 1: first tap is h[767]
-    hw = (hw / np.linalg.norm(hw))[:, None]
-    # column i of `framed` is x[ti-384 : ti+382] for interior frame i_lo + i (0-based start 80(i+1) - 384)
-    framed = np.lib.stride_tricks.sliding_window_view(x, _TAPS)[HOP * (i_lo + 1) - _LH - 1::HOP].T \
+    hw = hw / np.linalg.norm(hw)
+    # row i of `framed` is x[ti-384 : ti+382] for interior frame i_lo + i (0-based start 80(i+1) - 384)
+    framed = np.lib.stride_tricks.sliding_window_view(x, _TAPS)[HOP * (i_lo + 1) - _LH - 1::HOP] \
         if i_hi > i_lo else None
 
     out = np.empty((3, len(sp_ptr) - 1, n_frames), np.float32)
-    buf = np.zeros((N_FFT, min(block, n_frames)))                   # zero padding below row 766 stays 0
+    buf = np.zeros((min(block, n_frames), N_FFT))                   # zero padding after column 766 stays 0
     for t0 in range(0, n_frames, block):
         t1 = min(t0 + block, n_frames)
-        frames = buf if t1 - t0 == buf.shape[1] else np.zeros((N_FFT, t1 - t0))
+        frames = buf if t1 - t0 == len(buf) else np.zeros((t1 - t0, N_FFT))
         a, b = max(t0, i_lo), min(t1, i_hi)
         if b > a:
-            np.multiply(framed[:, a - i_lo:b - i_lo], hw, out=frames[:_TAPS, a - t0:b - t0])
+            np.multiply(framed[a - i_lo:b - i_lo], hw, out=frames[a - t0:b - t0, :_TAPS])
         for i in [*range(t0, min(t1, i_lo)), *range(max(t0, i_hi), t1)]:
             taps = _edge_frame(x, int(centres[i]))
-            frames[:_TAPS, i - t0] = 0.0
-            frames[:len(taps), i - t0] = taps
+            frames[i - t0, :_TAPS] = 0.0
+            frames[i - t0, :len(taps)] = taps
         _block(frames, out, t0, fb)
     return out
 
