@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from hkdsme.pipeline import grid
+from hkdsme.pipeline.cfp import log_compress, scale_
 from hkdsme.pipeline.errors import InputError
 
 DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
@@ -88,30 +89,8 @@ def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAM
         yield a, raw[:, :, c:c + (b - a)]
 
 
-def _log_compress(raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``log(1 + raw)`` in float32, the same two ufunc calls as ``pipeline.cfp.normalize``."""
-    out = np.add(raw, np.float32(1.0), dtype=np.float32, out=out)
-    return np.log(out, out=out)
-
-
 def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v.min(axis=(1, 2)), v.max(axis=(1, 2))
-
-
-def _normalise_(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """In place: ``v`` holds ``log(1 + raw)``; ``(v - lo) / (hi - lo)`` per channel, 0 where ``hi == lo``.
-
-    Same float32 operations as ``pipeline.cfp.normalize``, so streamed features are bit-identical to ``cfp(x)``
-    (tests/test_predict.py checks it).
-    """
-    for ch in range(v.shape[0]):
-        a, b = float(lo[ch]), float(hi[ch])
-        if b > a:
-            v[ch] -= np.float32(a)
-            v[ch] /= np.float32(b - a)
-        else:
-            v[ch] = 0.0
-    return v
 
 
 def streamed_cfp(x: np.ndarray, block_frames: int | None = None) -> np.ndarray:
@@ -123,8 +102,8 @@ def streamed_cfp(x: np.ndarray, block_frames: int | None = None) -> np.ndarray:
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
     feats = np.empty((3, grid.N_FREQ, grid.n_frames(x.size)), dtype=np.float32)
     for a, raw in raw_cfp_blocks(x, block_frames or _block_frames(DEFAULT_BLOCK_S)):
-        _log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
-    return _normalise_(feats, *_log_extrema(feats))
+        log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
+    return scale_(feats, *_log_extrema(feats))
 
 
 def check_audio(x, path=None) -> np.ndarray:
@@ -222,13 +201,13 @@ class Predictor:
         lo = np.full(3, np.inf, dtype=np.float32)
         hi = np.full(3, -np.inf, dtype=np.float32)
         for _, raw in raw_cfp_blocks(x, self.block_frames):
-            blo, bhi = _log_extrema(_log_compress(raw))
+            blo, bhi = _log_extrema(log_compress(raw))
             np.minimum(lo, blo, out=lo)
             np.maximum(hi, bhi, out=hi)
         bins = np.empty(n, dtype=np.int64)
         spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
         for a, raw in raw_cfp_blocks(x, self.block_frames):
-            v = _normalise_(_log_compress(raw), lo, hi)
+            v = scale_(log_compress(raw), lo, hi)
             bins[a:a + v.shape[-1]] = self.bins_from_features(v)
             if want_spec:
                 spec[:, a:a + v.shape[-1]] = v[0]

@@ -337,21 +337,31 @@ def cfp_raw(x, sr: int = SR, block: int = BLOCK) -> np.ndarray:
     return out
 
 
-def normalize(raw: np.ndarray) -> np.ndarray:
-    """Per channel (log(1 + raw) - min) / (max - min) over the whole track, float32; a constant channel gives 0s.
+def log_compress(raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``log(1 + raw)`` in float32 (as the original's ``np.log(1 + x)``): SIMD-fast, accurate to ~1e-7 absolute."""
+    out = np.add(raw, np.float32(1.0), dtype=np.float32, out=out)
+    return np.log(out, out=out)
 
-    log(1 + x) in float32 (as the original's ``np.log(1 + x)``) is SIMD-fast and accurate to ~1e-7 absolute.
+
+def scale_(v: np.ndarray, lo, hi) -> np.ndarray:
+    """In place, per channel: ``(v - lo) / (hi - lo)``; a constant channel (``hi == lo``) becomes 0s.
+
+    Division (not multiplication by the inverse) so the max maps to exactly 1.
     """
-    out = np.add(raw, np.float32(1.0), dtype=np.float32)
-    np.log(out, out=out)
-    for ch in out:
-        lo, hi = float(ch.min()), float(ch.max())
-        if hi > lo:
-            ch -= np.float32(lo)
-            ch /= np.float32(hi - lo)           # division: the max maps to exactly 1
+    for ch in range(v.shape[0]):
+        a, b = float(lo[ch]), float(hi[ch])
+        if b > a:
+            v[ch] -= np.float32(a)
+            v[ch] /= np.float32(b - a)
         else:
-            ch[...] = 0.0
-    return out
+            v[ch] = 0.0
+    return v
+
+
+def normalize(raw: np.ndarray) -> np.ndarray:
+    """Per channel (log(1 + raw) - min) / (max - min) over the whole track, float32; a constant channel gives 0s."""
+    out = log_compress(raw)
+    return scale_(out, out.min(axis=(1, 2)), out.max(axis=(1, 2)))
 
 
 def cfp(x, sr: int = SR) -> np.ndarray:
