@@ -88,5 +88,15 @@ def run(config_file, resume, labeled, unlabeled, **kw):
     _run("distill", train_student, config_file, resume, kw)
 
 
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo folder")
+@click.option("--jobs", type=int, default=2, show_default=True, help="feature extraction workers")
+def demo(out, jobs):
+    """The whole job on built-in synthetic songs: shards → teacher → student → report → prediction."""
+    from hkdsme.demo import run_demo
+
+    run_demo(out, jobs=jobs, log=click.echo)
+
+
 if __name__ == "__main__":
     main()
