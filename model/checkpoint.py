@@ -148,3 +148,21 @@ def load_checkpoint(path, *, expected_feature_hash: str | None = None, expected_
     model.eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, meta
+
+
+def export_checkpoint(src, dst, *, inference: bool = True) -> Path:
+    """Copy a training checkpoint to a small inference one (e.g. the embedded default model).
+
+    Drops the training state (optimiser, RNG, sampler: ``extra["train_state"]``) and, with ``inference``, the
+    student's projector heads, which only serve training (the output never depends on them).
+    """
+    model, meta = load_checkpoint(src)
+    if inference and meta["kind"] == "student" and meta["heads"]:
+        trunk = build_model("student", n_classes=meta["n_classes"], heads=False)
+        keep = trunk.state_dict().keys()
+        trunk.load_state_dict({k: v for k, v in model.state_dict().items() if k in keep}, strict=True)
+        model = trunk
+    extra = {k: v for k, v in (meta.get("extra") or {}).items() if k != "train_state"}
+    extra["exported_from"] = str(src)
+    return save_checkpoint(dst, model, kind=meta["kind"], config=meta["config"], feature_hash=meta["feature_hash"],
+                           metrics=meta.get("metrics"), extra=extra)

@@ -125,3 +125,24 @@ def test_build_model():
         build_model("critic")
     with pytest.raises(TypeError):
         build_model("student", depth=3)
+
+
+def test_export_drops_training_state_and_heads_but_keeps_the_function(tmp_path):
+    import torch
+
+    from hkdsme.model.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+    from hkdsme.model.student import MSNet
+
+    torch.manual_seed(0)
+    net = MSNet().eval()
+    src = save_checkpoint(tmp_path / "best.pt", net, kind="student", config={"lr": 1e-3}, feature_hash="abc",
+                          metrics={"val_OA": 50.0}, extra={"train_state": {"epoch": 3}, "note": "x"})
+    dst = export_checkpoint(src, tmp_path / "default.pt")
+    small, meta = load_checkpoint(dst, expected_feature_hash="abc", expected_kind="student")
+    assert meta["heads"] is False and "train_state" not in meta["extra"] and meta["extra"]["note"] == "x"
+    assert meta["metrics"] == {"val_OA": 50.0}
+    assert sum(p.numel() for p in small.parameters()) == 531_630
+    x = torch.rand(1, 3, 320, 64)
+    with torch.no_grad():
+        assert torch.equal(small(x).probs, net(x).probs)
+    assert dst.stat().st_size < src.stat().st_size

@@ -89,6 +89,20 @@ def run(config_file, resume, labeled, unlabeled, **kw):
 
 
 @main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="inference checkpoint to write")
+def export(checkpoint, out):
+    """Small inference copy of CHECKPOINT (no optimiser/RNG state, no student projector heads)."""
+    from hkdsme.model.checkpoint import export_checkpoint
+
+    try:
+        path = export_checkpoint(checkpoint, out)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
+
+
+@main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo folder")
 @click.option("--jobs", type=int, default=2, show_default=True, help="feature extraction workers")
 def demo(out, jobs):
