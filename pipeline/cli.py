@@ -91,7 +91,7 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
     try:
         s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
                         progress=not no_progress, dataset=dataset, echo=click.echo)
-    except InputError as e:
+    except (InputError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
                f"in {time.perf_counter() - t0:.1f} s; cache holds {s['tracks']} tracks, "

@@ -141,6 +141,8 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     failures = []
     done = 0
     if todo:
+        if backend == "dask":
+            _dask_client()
         par = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
         tasks = (delayed(_task)(t, str(out), shards.shard_relpath(t.track_id), dataset) for t in todo)
         bar = tqdm(total=len(todo), desc=f"extract {dataset}", unit="track", disable=not progress)
@@ -172,6 +174,19 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     }
     summary["ok"] = not (strict and failures)
     return summary
+
+
+def _dask_client():
+    """joblib's dask backend runs on the current ``distributed.Client``: connect to ``$DASK_SCHEDULER_ADDRESS``
+    (a cluster) or start a local one."""
+    try:
+        from dask.distributed import Client, default_client
+    except ImportError:
+        raise RuntimeError("--backend dask needs `pip install 'dask[distributed]'`") from None
+    try:
+        return default_client()
+    except ValueError:
+        return Client(os.environ.get("DASK_SCHEDULER_ADDRESS"))
 
 
 def _task(track, out, shard_rel, dataset):

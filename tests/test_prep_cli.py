@@ -410,3 +410,23 @@ def test_cli_cfp_writes_features(tmp_path, good):
     bad.write_bytes(b"nope")
     r = CliRunner().invoke(cli.main, ["cfp", str(bad), "-o", str(tmp_path / "b.npy")])
     assert r.exit_code == 1 and str(bad) in r.output and not (tmp_path / "b.npy").exists()
+
+
+def test_dask_backend_without_dask_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *a, **k):
+        if name.startswith("dask"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    root = tmp_path / "songs"
+    from hkdsme.pipeline import synthetic
+
+    synthetic.write_dataset(root, n=1, duration=1.0)
+    r = CliRunner().invoke(cli.main, ["extract", "--dataset", "synthetic", "--root", str(root), "--out",
+                                  str(tmp_path / "c"), "--backend", "dask", "--no-progress"])
+    assert r.exit_code != 0 and "dask[distributed]" in r.output
