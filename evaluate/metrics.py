@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.labels import check_contour
 
 METRICS = ("VR", "VFA", "RPA", "RCA", "OA")
 _MIR_EVAL_NAMES = {
@@ -30,27 +31,6 @@ _MIR_EVAL_NAMES = {
 }
 
 
-def _check_series(times, freqs, what: str, path) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(times, dtype=np.float64)
-    f = np.asarray(freqs, dtype=np.float64)
-    if t.ndim != 1 or f.ndim != 1:
-        raise InputError(path, f"{what}: times and f0 must be 1-D, got shapes {t.shape} and {f.shape}")
-    if t.size != f.size:
-        raise InputError(path, f"{what}: {t.size} times but {f.size} f0 values")
-    if t.size == 0:
-        raise InputError(path, f"{what}: empty")
-    if not np.all(np.isfinite(t)):
-        raise InputError(path, f"{what}: non-finite time values")
-    if not np.all(np.isfinite(f)):
-        raise InputError(path, f"{what}: non-finite f0 values")
-    if t[0] < 0:
-        raise InputError(path, f"{what}: negative time {t[0]}")
-    if np.any(np.diff(t) < 0):
-        i = int(np.argmax(np.diff(t) < 0))
-        raise InputError(path, f"{what}: times decrease at index {i + 1} ({t[i]} -> {t[i + 1]})")
-    return t, f
-
-
 def melody_scores(ref_time, ref_freq, est_time, est_freq, *, path=None) -> dict[str, float]:
     """VR, VFA, RPA, RCA, OA in percent for one track (formulas in the module docstring).
 
@@ -60,8 +40,8 @@ def melody_scores(ref_time, ref_freq, est_time, est_freq, *, path=None) -> dict[
     """
     import mir_eval
 
-    rt, rf = _check_series(ref_time, ref_freq, "reference", path)
-    et, ef = _check_series(est_time, est_freq, "estimate", path)
+    rt, rf = check_contour(ref_time, ref_freq, what="reference", path=path, strict=False)
+    et, ef = check_contour(est_time, est_freq, what="estimate", path=path, strict=False)
     with warnings.catch_warnings():
         # mir_eval warns (and returns 0) for a reference without voiced or without unvoiced frames;
         # that is a legitimate property of a track, not something to print per file.

@@ -20,6 +20,35 @@ from hkdsme.pipeline.errors import InputError
 _TIME_EPS = 1e-6
 
 
+def check_contour(times, f0, *, what: str = "annotation", path=None, strict: bool = True):
+    """Validate a pitch contour up front; return ``(times, f0)`` as float64 arrays.
+
+    Both 1-D, same non-zero length, finite; times ≥ 0 and increasing (``strict``: strictly, as for annotations;
+    otherwise non-decreasing, as mir_eval accepts). Raises ``InputError(path, "<what>: <problem>")``.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    f = np.asarray(f0, dtype=np.float64)
+    if t.ndim != 1 or f.ndim != 1:
+        raise InputError(path, f"{what}: times and f0 must be 1-D, got shapes {t.shape} and {f.shape}")
+    if t.size != f.size:
+        raise InputError(path, f"{what}: {t.size} times but {f.size} f0 values")
+    if t.size == 0:
+        raise InputError(path, f"{what}: empty")
+    if not np.isfinite(t).all():
+        raise InputError(path, f"{what}: non-finite time values (NaN or inf)")
+    if not np.isfinite(f).all():
+        raise InputError(path, f"{what}: non-finite f0 values (NaN or inf)")
+    if t[0] < 0:
+        raise InputError(path, f"{what}: negative time {t[0]}")
+    d = np.diff(t)
+    bad = d <= 0 if strict else d < 0
+    if bad.any():
+        i = int(np.argmax(bad))
+        problem = "times not strictly increasing" if strict else "times decrease"
+        raise InputError(path, f"{what}: {problem} at index {i + 1} ({t[i]!r} -> {t[i + 1]!r})")
+    return t, f
+
+
 def f0_to_grid(times, f0, n_frames: int) -> np.ndarray:
     """Annotation ``(times s, f0 Hz)`` → float32 Hz on ``grid.frame_times(n_frames)``; 0 = unvoiced.
 
@@ -34,20 +63,7 @@ def f0_to_grid(times, f0, n_frames: int) -> np.ndarray:
     Raises ``InputError(None, reason)`` unless times/f0 are finite, 1-D, non-empty, of equal length and
     ``times`` strictly increasing (the caller re-raises with the label path).
     """
-    t_ann = np.asarray(times, dtype=np.float64)
-    f_ann = np.asarray(f0, dtype=np.float64)
-    if t_ann.ndim != 1 or f_ann.ndim != 1:
-        raise InputError(None, f"annotation times/f0 must be 1-D, got shapes {t_ann.shape} and {f_ann.shape}")
-    if t_ann.size != f_ann.size:
-        raise InputError(None, f"annotation has {t_ann.size} times but {f_ann.size} f0 values")
-    if t_ann.size == 0:
-        raise InputError(None, "annotation is empty")
-    if not (np.isfinite(t_ann).all() and np.isfinite(f_ann).all()):
-        raise InputError(None, "annotation contains NaN or inf")
-    if t_ann.size > 1 and not (np.diff(t_ann) > 0).all():
-        bad = int(np.argmin(np.diff(t_ann) > 0))
-        raise InputError(None, f"annotation times not strictly increasing at row {bad + 1} "
-                               f"({t_ann[bad]!r} -> {t_ann[bad + 1]!r})")
+    t_ann, f_ann = check_contour(times, f0, what="annotation", strict=True)
 
     t = grid.frame_times(int(n_frames))
     out = np.zeros(t.shape, dtype=np.float64)
