@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 
-from hkdsme.pipeline.errors import InputError
 from hkdsme.pipeline.labels import check_contour
 
 METRICS = ("VR", "VFA", "RPA", "RCA", "OA")
