@@ -201,8 +201,6 @@ class DistillTrainer(Trainer):
         super().__init__(cfg, resume=resume)
         if not cfg["labeled"]:
             raise InputError(None, "no labeled data given (--labeled DIR)")
-        if cfg["faithful"] and not cfg["harmonic"]:
-            raise InputError(None, "--faithful needs the harmonic (4-class) output; drop --no-harmonic")
         if cfg["kd"] and not cfg["teacher"]:
             raise InputError(None, "no teacher given (--teacher CKPT, or --teacher random, or --no-kd)")
         self.lab = ShardDataset(cfg["labeled"], labeled=True)

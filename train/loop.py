@@ -159,6 +159,8 @@ class Trainer:
         self.resume = resume
         if not cfg.get("out"):
             raise InputError(None, "no run folder given (--out)")
+        if cfg["faithful"] and not cfg["harmonic"]:
+            raise InputError(None, "--faithful needs the harmonic (4-class) output; drop --no-harmonic")
         self.run = Path(cfg["out"])
         self.info = ddp.init(cfg["device"])
         self.device = self.info.device

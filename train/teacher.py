@@ -26,8 +26,6 @@ class TeacherTrainer(Trainer):
         super().__init__(cfg, resume=resume)
         if not cfg["data"]:
             raise InputError(None, "no training data given (--data DIR)")
-        if cfg["faithful"] and not cfg["harmonic"]:
-            raise InputError(None, "--faithful needs the harmonic (4-class) output; drop --no-harmonic")
         self.train_ds = ShardDataset(cfg["data"], labeled=True)
         self.feature_hash = self.train_ds.feature_hash
         self.val_ds = (ShardDataset([cfg["val"]], labeled=True, expected_hash=self.feature_hash)
