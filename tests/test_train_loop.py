@@ -135,3 +135,17 @@ def test_rng_state_round_trip():
     loop.set_rng_state(state)
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_epoch_lr_constant_and_cosine():
+    import math
+
+    from hkdsme.train.loop import epoch_lr
+
+    cfg = {"lr": 1e-3, "epochs": 4, "lr_schedule": "constant"}
+    assert [epoch_lr(cfg, e) for e in range(4)] == [1e-3] * 4
+    cfg["lr_schedule"] = "cosine"
+    got = [epoch_lr(cfg, e) for e in range(4)]
+    assert got[0] == 1e-3 and math.isclose(got[2], 0.5e-3) and math.isclose(got[1], 1e-3 * (1 + math.sqrt(0.5)) / 2)
+    with pytest.raises(InputError, match="lr_schedule"):
+        epoch_lr(dict(cfg, lr_schedule="step"), 0)

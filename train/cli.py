@@ -20,6 +20,7 @@ def _common(f):
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML options file"),
         click.option("--resume", is_flag=True, help="continue RUN/last.pt exactly"),
         click.option("--epochs", type=int), click.option("--batch", type=int), click.option("--lr", type=float),
+        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"])),
         click.option("--seed", type=int),
         click.option("--device", type=click.Choice(["cpu", "cuda"])),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"])),

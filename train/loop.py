@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -86,6 +87,19 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(pystate), pygauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def epoch_lr(cfg: dict, epoch: int) -> float:
+    """Learning rate of ``epoch``: ``lr`` (``lr_schedule = "constant"``, the official behaviour) or the cosine
+    decay ``lr · (1 + cos(π · epoch / epochs)) / 2`` (``"cosine"``). A function of the epoch alone, so a resumed
+    run follows the same schedule without any saved scheduler state."""
+    lr = float(cfg["lr"])
+    schedule = cfg.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(int(cfg["epochs"]), 1)))
+    raise InputError(None, f"unknown lr_schedule {schedule!r} (constant or cosine)")
 
 
 def _pack_optimizer(sd: dict) -> dict:
@@ -295,13 +309,16 @@ class Trainer:
                                        f"{cfg['batch']} per process: lower --batch")
             loader = make_loader(ds, sampler, workers=int(cfg["workers"]),
                                  pin_memory=self.device.type == "cuda")
+            lr = epoch_lr(cfg, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             metrics.update(self._train_epoch(net, loader, optimizer, scaler, epoch))
             metrics = ddp.mean_over_ranks(metrics, info)
             if info.main and self.val_ds is not None:
                 val, _ = score_cache(model, self.val_ds, device=self.device, precision=self.precision,
                                      batch=int(cfg["val_batch"]), channels_last=self.channels_last)
                 metrics.update({f"val_{k}": v for k, v in val.items()})
-            metrics["lr"] = float(cfg["lr"])
+            metrics["lr"] = lr
             rng_all = ddp.all_gather_objects(rng_state(), info)
             if info.main:
                 oa = metrics.get("val_OA", -1.0)
