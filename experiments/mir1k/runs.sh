@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 6 runs (see docs/results.md). Each is resumable: rerun the same line with --resume appended.
 set -euo pipefail
-C=data_cache; R=runs/mir1k; V="--val $C/mir1k-validation --precision bf16"
+C=data_cache; R=runs/mir1k; V="--val $C/mir1k-validation --precision bf16 --lr-schedule cosine"
 # c and its variants f, g: half labels + the other half (and its remixes) unlabeled, teacher from the labeled half.
 CARGS="--teacher $R/a-half-teacher/best.pt --labeled $C/mir1k-labeled --unlabeled $C/mir1k-unlabeled
   --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB $V --epochs 30 --max-steps-per-epoch 80"
