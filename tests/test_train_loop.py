@@ -13,6 +13,7 @@ from hkdsme.model.checkpoint import build_model, load_checkpoint, save_checkpoin
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import config, loop
+from hkdsme.train.dataset import SegmentSample
 from hkdsme.train.distill import DistillTrainer, train_student
 from hkdsme.train.teacher import train_teacher
 
@@ -149,3 +150,42 @@ def test_epoch_lr_constant_and_cosine():
     assert got[0] == 1e-3 and math.isclose(got[2], 0.5e-3) and math.isclose(got[1], 1e-3 * (1 + math.sqrt(0.5)) / 2)
     with pytest.raises(InputError, match="lr_schedule"):
         epoch_lr(dict(cfg, lr_schedule="step"), 0)
+
+
+def test_unlabeled_max_uses_a_fixed_sample_with_its_own_teacher_logits(data, tmp_path):
+    full = DistillTrainer(_student_cfg(data, tmp_path / "full", val="", epochs=1, max_steps_per_epoch=1))
+    full.fit()
+    cfg = _student_cfg(data, tmp_path / "s", val="", epochs=1, max_steps_per_epoch=1, unlabeled_max=1)
+    t = DistillTrainer(cfg)
+    t.fit()
+    assert len(t.unl) == 1 and "epoch 0: kept 1 of 1 unlabeled segments" in t.log_lines
+    again = DistillTrainer(cfg)                                   # same seed → same sample
+    assert list(again.unl.index) == list(t.unl.index)
+    (u,) = t.unl.index
+    with h5py.File(tmp_path / "full" / "teacher_cache.h5") as a, h5py.File(tmp_path / "s" / "teacher_cache.h5") as b:
+        assert b["unlabeled"].shape[0] == 1
+        # logits of the sampled segment (batch of 1 vs 2: float16 values may differ by one rounding step)
+        np.testing.assert_allclose(b["unlabeled"][0].astype(np.float32), a["unlabeled"][u].astype(np.float32),
+                                   rtol=2e-3, atol=1e-5)
+        assert a.attrs["unlabeled"] != b.attrs["unlabeled"]      # a sample is another data identity
+    with pytest.raises(ValueError, match="sample indices"):
+        SegmentSample(t.unl.base, [5])
+
+
+def test_init_warm_starts_from_a_checkpoint(data, tmp_path):
+    src = tmp_path / "src.pt"
+    torch.manual_seed(7)
+    save_checkpoint(src, build_model("teacher"), kind="teacher", config={}, feature_hash=grid.feature_hash())
+    cfg = config.resolve("teacher", overrides=dict(data=[data["one"]], out=tmp_path / "t", epochs=1, batch=2,
+                                                   precision="fp32", lr=0.0, init=str(src)))
+    train_teacher(cfg)
+    want, _ = load_checkpoint(src)
+    got, _ = load_checkpoint(tmp_path / "t" / "last.pt")
+    for (k, w), g in zip(want.state_dict().items(), got.state_dict().values()):
+        if k.endswith(".weight") and w.dim() == 4:                  # conv weights: lr 0 keeps them as loaded
+            assert torch.equal(w, g), k
+    student = save_checkpoint(tmp_path / "student.pt", build_model("student"), kind="student", config={},
+                              feature_hash=grid.feature_hash())
+    cfg["init"], cfg["out"] = str(student), str(tmp_path / "u")
+    with pytest.raises(InputError, match="student.pt"):
+        train_teacher(cfg)

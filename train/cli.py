@@ -30,6 +30,7 @@ def _common(f):
         click.option("--val-batch", type=int),
         click.option("--faithful/--no-faithful", default=None, help="official loss/HCR behaviour"),
         click.option("--harmonic/--no-harmonic", default=None, help="4 harmonic classes (default) or melody only"),
+        click.option("--init", type=click.Path(dir_okay=False), help="start from this checkpoint's weights"),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -79,6 +80,7 @@ def teacher(config_file, resume, data, **kw):
 @click.option("--hcr-threshold", type=float)
 @click.option("--hcr-batch", type=int)
 @click.option("--teacher-batch", type=int)
+@click.option("--unlabeled-max", type=int, help="fixed seeded sample of N unlabeled segments (0 = all)")
 @_common
 def run(config_file, resume, labeled, unlabeled, **kw):
     """HKDSME: distil the MSNet student (KD + CGL + HCR)."""

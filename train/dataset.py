@@ -207,6 +207,36 @@ class ShardDataset(torch.utils.data.Dataset):
         return n, f0.reshape(-1)[:n].astype(np.float64)
 
 
+class SegmentSample(torch.utils.data.Dataset):
+    """Segments ``index`` of ``base``, renumbered ``0..len-1``.
+
+    :meth:`draw` takes a fixed, seeded sample without replacement: a compute budget for a large unlabeled pool
+    (every sampled segment still gets its teacher logits and goes through HCR each epoch).
+    """
+
+    def __init__(self, base: ShardDataset, index):
+        self.base = base
+        self.index = np.asarray(index, np.int64)
+        if self.index.ndim != 1 or (len(self.index) and (self.index.min() < 0 or self.index.max() >= len(base))):
+            raise ValueError(f"sample indices must lie in [0, {len(base)})")
+        self.feature_hash, self.paths, self.first = base.feature_hash, base.paths, base.first
+
+    @classmethod
+    def draw(cls, base: ShardDataset, n: int, seed: int) -> "SegmentSample":
+        n = min(int(n), len(base))
+        idx = np.random.default_rng(seed).choice(len(base), size=n, replace=False)
+        return cls(base, np.sort(idx))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitems__(self, indices) -> dict:
+        idx = np.asarray(indices, np.int64)
+        b = self.base.__getitems__(self.index[idx])
+        b["idx"] = torch.from_numpy(idx)
+        return b
+
+
 def collate_batch(batch):
     """``collate_fn`` for a dataset whose ``__getitems__`` already returns a batch (also handles items)."""
     if isinstance(batch, dict):

@@ -49,7 +49,7 @@ from hkdsme.model.checkpoint import build_model, load_checkpoint
 from hkdsme.pipeline import grid, labels
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import ddp
-from hkdsme.train.dataset import ChunkedArray, ShardDataset
+from hkdsme.train.dataset import ChunkedArray, SegmentSample, ShardDataset
 from hkdsme.train.hcr import select_segments
 from hkdsme.train.losses import hkdsme_loss
 from hkdsme.train.loop import Trainer, autocast, predict_segments
@@ -70,6 +70,9 @@ def file_hash(path) -> str:
 def data_key(ds: ShardDataset) -> str:
     """Identity of a dataset's segment order: hash of its shard paths and segment counts."""
     blob = "\n".join(f"{p}:{n}" for p, n in zip(ds.paths, np.diff(ds.first))).encode()
+    index = getattr(ds, "index", None)            # a SegmentSample: its segments are part of the identity
+    if index is not None:
+        blob += b"\nsample:" + np.asarray(index, np.int64).tobytes()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -207,6 +210,10 @@ class DistillTrainer(Trainer):
         self.feature_hash = self.lab.feature_hash
         self.unl = (ShardDataset(cfg["unlabeled"], labeled=False, expected_hash=self.feature_hash)
                     if cfg["unlabeled"] else None)
+        n_max = int(cfg["unlabeled_max"])
+        if self.unl is not None and 0 < n_max < len(self.unl):
+            self.log(f"unlabeled pool: fixed sample of {n_max} of {len(self.unl)} segments (--unlabeled-max)")
+            self.unl = SegmentSample.draw(self.unl, n_max, int(cfg["seed"]))
         self.val_ds = (ShardDataset([cfg["val"]], labeled=True, expected_hash=self.feature_hash)
                        if cfg["val"] else None)
         self.use_hcr = bool(cfg["hcr"] and cfg["harmonic"] and self.unl is not None)

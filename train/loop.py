@@ -210,6 +210,7 @@ class Trainer:
         if self.info.main:
             tqdm.write(msg)
             self.log_lines.append(msg)
+            self.run.mkdir(parents=True, exist_ok=True)
             with open(self.run / "train.log", "a") as f:
                 f.write(msg + "\n")
 
@@ -248,6 +249,15 @@ class Trainer:
                 "sampler": sampler_state, "world": self.info.world, "state": self.state()}
         ckpt.save_checkpoint(self.run / name, ddp.unwrap(model), kind=self.kind, config=self.cfg,
                              feature_hash=self.feature_hash, metrics=metrics, extra=extra)
+
+    def _warm_start(self, model, path) -> None:
+        """Copy the weights of checkpoint ``path`` (same kind, features and shape) into ``model``."""
+        net, _ = ckpt.load_checkpoint(path, expected_feature_hash=self.feature_hash, expected_kind=self.kind)
+        try:
+            model.load_state_dict(net.state_dict())
+        except RuntimeError as e:
+            raise InputError(path, f"--init weights do not fit this network: {str(e).splitlines()[0]}") from None
+        self.log(f"initialised from {path}")
 
     def _load_last(self, model, optimizer, scaler):
         path = self.run / "last.pt"
@@ -292,6 +302,8 @@ class Trainer:
         else:
             if self.resume:
                 self.log(f"--resume: no {self.run / 'last.pt'} yet, starting fresh")
+            if cfg.get("init"):
+                self._warm_start(model, cfg["init"])
             seed_everything(seed + info.rank)      # per-rank dropout / worker seeds
         if info.main:
             config_mod.save(cfg, self.run, self.command)

@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# Issue 6 runs (see docs/results.md). Each is resumable: rerun the same line with --resume appended.
+# Issue 6 runs (docs/results.md), sized for the 2-core CPU VM: every student trains 8 epochs x 60 steps of
+# batch 32 (bf16, cosine lr) and sees a fixed seeded sample of 1,500 unlabeled segments (--unlabeled-max;
+# 0 = the whole pool, for a GPU). Each run is resumable: rerun the same line with --resume appended.
+# Then score it on the test singers: bash experiments/mir1k/runs.sh test RUN_DIR
 set -euo pipefail
-C=data_cache; R=runs/mir1k; V="--val $C/mir1k-validation --precision bf16 --lr-schedule cosine"
+C=data_cache; R=runs/mir1k
+V="--val $C/mir1k-validation --precision bf16 --lr-schedule cosine"
+S="--epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60}"
+U="--unlabeled-max ${UNLABELED_MAX:-1500}"
+UNL_HALF="--unlabeled $C/mir1k-unlabeled --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB"
 # c and its variants f, g: half labels + the other half (and its remixes) unlabeled, teacher from the labeled half.
-CARGS="--teacher $R/a-half-teacher/best.pt --labeled $C/mir1k-labeled --unlabeled $C/mir1k-unlabeled
-  --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB $V --epochs 30 --max-steps-per-epoch 80"
-case "${1:-}" in
-  a-half) hkd-train teacher --data $C/mir1k-labeled $V --out $R/a-half-teacher --epochs 40 --max-steps-per-epoch 60 ;;
-  a)      hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled $V --out $R/a-teacher --epochs 40 --max-steps-per-epoch 60 ;;
-  b)      hkd-train run --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled $V --out $R/b-student-half --epochs 30 --max-steps-per-epoch 80 ;;
-  c)      hkd-train run $CARGS --out $R/c-hkdsme-half ;;
+CARGS="--teacher $R/a-half-teacher/best.pt --labeled $C/mir1k-labeled $UNL_HALF $U $V $S"
+share_cache() {   # c, g-no-hcr and g-no-cgl need the same teacher logits (same teacher, data, mode): compute once
+  mkdir -p "$1"; [ -e "$1/teacher_cache.h5" ] || ln "$R/c-hkdsme-half/teacher_cache.h5" "$1/" 2>/dev/null || true
+}
+CMD=${1:-}; shift || true   # remaining arguments (e.g. --resume) go to hkd-train
+case "$CMD" in
+  a-half) hkd-train teacher --data $C/mir1k-labeled $V --out $R/a-half-teacher --epochs 40 --max-steps-per-epoch 60 "$@" ;;
+  # a: warm-started from a-half (CPU budget), then trained on all train singers
+  a)      hkd-train teacher --init $R/a-half-teacher/best.pt --data $C/mir1k-labeled --data $C/mir1k-unlabeled $V \
+            --out $R/a-teacher --epochs 2 --max-steps-per-epoch 30 "$@" ;;
+  b)      hkd-train run --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled $V $S --out $R/b-student-half "$@" ;;
+  c)      hkd-train run $CARGS --out $R/c-hkdsme-half "$@" ;;
   d)      hkd-train run --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled $V \
-            --out $R/d-student-all --epochs 30 --max-steps-per-epoch 80 ;;
+            $S --out $R/d-student-all "$@" ;;
   e)      hkd-train run --teacher $R/a-teacher/best.pt --labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled \
             --unlabeled $C/mir1k-labeled-v-5dB --unlabeled $C/mir1k-labeled-v5dB \
             --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB \
-            $V --out $R/e-hkdsme-all --epochs 30 --max-steps-per-epoch 80 ;;
-  f)      hkd-train run $CARGS --faithful --out $R/f-faithful ;;
-  g-no-hcr) hkd-train run $CARGS --no-hcr --out $R/g-no-hcr ;;
-  g-no-kd)  hkd-train run $CARGS --no-kd --out $R/g-no-kd ;;
-  g-no-cgl) hkd-train run $CARGS --no-cgl --out $R/g-no-cgl ;;
-  *) echo "usage: $0 a-half|a|b|c|d|e|f|g-no-hcr|g-no-kd|g-no-cgl"; exit 2 ;;
+            $U $V $S --out $R/e-hkdsme-all "$@" ;;
+  f)      hkd-train run $CARGS --faithful --out $R/f-faithful "$@" ;;
+  g-no-hcr) share_cache $R/g-no-hcr; hkd-train run $CARGS --no-hcr --out $R/g-no-hcr "$@" ;;
+  g-no-kd)  hkd-train run $CARGS --no-kd --out $R/g-no-kd "$@" ;;
+  g-no-cgl) share_cache $R/g-no-cgl; hkd-train run $CARGS --no-cgl --out $R/g-no-cgl "$@" ;;
+  test)   RUN=${1:?usage: runs.sh test RUN_DIR}
+          hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
+            --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
+  *) echo "usage: $0 a-half|a|b|c|d|e|f|g-no-hcr|g-no-kd|g-no-cgl|test RUN_DIR"; exit 2 ;;
 esac
