@@ -44,6 +44,7 @@ def test_teacher_loss_decreases_and_checkpoints(data, tmp_path):
     losses = _losses(tmp_path / "t")
     assert len(losses) == 2 and losses[-1] < losses[0]          # same batch every step: must fit it
     assert {"val_OA", "val_RPA", "val_RCA", "val_VR", "val_VFA"} <= m.keys()
+    assert m["epoch_cpu_s"] > 0 and m["epoch_wall_s"] > 0                  # cost accounting per epoch
     model, meta = load_checkpoint(tmp_path / "t" / "best.pt", expected_kind="teacher")
     assert meta["metrics"]["val_OA"] == m["best_val_OA"]
     saved = config.load_saved(tmp_path / "t")

@@ -285,6 +285,7 @@ class Trainer:
         if info.main:
             self.run.mkdir(parents=True, exist_ok=True)
         ddp.barrier(info)
+        self._t0 = (time.perf_counter(), time.process_time())
         seed = int(cfg["seed"])
         seed_everything(seed)                       # same initial weights on every rank
         model = self.build_model().to(self.device)
@@ -310,6 +311,8 @@ class Trainer:
         net = ddp.wrap(model, info)
         metrics = {}
         for epoch in range(start, int(cfg["epochs"])):
+            # wall and CPU seconds of the whole epoch (HCR, training, validation; the teacher cache in epoch 0)
+            wall0, cpu0 = (self._t0 if epoch == start else (time.perf_counter(), time.process_time()))
             metrics = dict(self.before_epoch(epoch))
             ds, indices = self.epoch_data(epoch)
             cap = int(cfg["max_steps_per_epoch"]) or None
@@ -331,6 +334,8 @@ class Trainer:
                                      batch=int(cfg["val_batch"]), channels_last=self.channels_last)
                 metrics.update({f"val_{k}": v for k, v in val.items()})
             metrics["lr"] = lr
+            metrics["epoch_wall_s"] = time.perf_counter() - wall0
+            metrics["epoch_cpu_s"] = time.process_time() - cpu0      # all threads of this process
             rng_all = ddp.all_gather_objects(rng_state(), info)
             if info.main:
                 oa = metrics.get("val_OA", -1.0)
