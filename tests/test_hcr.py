@@ -53,6 +53,20 @@ def test_consistent_frames_constructed(faithful):
     assert np.array_equal(consistent_frames(probs, faithful=faithful).numpy(), want)
 
 
+@pytest.mark.parametrize("faithful", [True, False])
+def test_tolerance_accepts_near_octaves_only(faithful):
+    frames = [(100, 160, 40), (100, 162, 40), (100, 160, 38), (100, 163, 40), (100, 160, 37),
+              (0, 62, 0), (160, 162, 100)]
+    x = peaks([frames])
+    want_2 = [True, True, True, False, False, False, False]        # off by ≤ 2 bins in each channel
+    assert consistent_frames(x, faithful=faithful, tolerance=2)[0].tolist() == want_2
+    assert consistent_frames(x, faithful=faithful, tolerance=0)[0].tolist() == [True] + [False] * 6
+    assert select_segments(x, threshold=3 / 7, faithful=False, tolerance=2).tolist() == [True]
+    assert select_segments(x, threshold=3 / 7, faithful=False, tolerance=0).tolist() == [False]
+    with pytest.raises(ValueError, match="tolerance"):
+        consistent_frames(x, tolerance=-1)
+
+
 def segments_with(counts, t_len=64):
     """One segment per count: ``count`` consistent frames first, the rest inconsistent (harmonic off by one)."""
     rows = [[(100, 160, 40) if t < c else (100, 161, 40) for t in range(t_len)] for c in counts]

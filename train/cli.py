@@ -78,6 +78,7 @@ def teacher(config_file, resume, data, **kw):
 @click.option("--cgl/--no-cgl", default=None, help="confidence-guided loss")
 @click.option("--heads/--no-heads", default=None, help="student projector heads")
 @click.option("--hcr-threshold", type=float)
+@click.option("--hcr-tolerance", type=int, help="bins the octave relations may miss by (0 = paper's exact rule)")
 @click.option("--hcr-batch", type=int)
 @click.option("--teacher-batch", type=int)
 @click.option("--unlabeled-max", type=int, help="fixed seeded sample of N unlabeled segments (0 = all)")

@@ -306,7 +306,7 @@ class DistillTrainer(Trainer):
                                                   channels_last=self.channels_last):
                     p = out.probs.float()
                     keep = select_segments(p, float(cfg["hcr_threshold"]), b["mask"].to(p.device),
-                                           faithful=cfg["faithful"]).cpu().numpy()
+                                           faithful=cfg["faithful"], tolerance=int(cfg["hcr_tolerance"])).cpu().numpy()
                     if keep.any():
                         n0 = probs.shape[0]
                         probs.resize(n0 + int(keep.sum()), axis=0)
