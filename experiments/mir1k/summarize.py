@@ -18,6 +18,7 @@ RUNS = {  # table row → (run folder, its name in runs.sh / the lane logs)
     "a: teacher, all train singers": ("a-teacher", "a"),
     "b: student, half labels, supervised": ("b-student-half", "b"),
     "c: HKDSME student, half labels + unlabeled": ("c-hkdsme-half", "c"),
+    "c-tol: c with --hcr-tolerance 2 (not in the paper)": ("c-tol", "c-tol"),
     "d: student, all labels, supervised": ("d-student-all", "d"),
     "e: HKDSME student, all labels + remixes": ("e-hkdsme-all", "e"),
     "f: c with --faithful": ("f-faithful", "f"),
@@ -60,6 +61,16 @@ def test_scores(run: Path) -> dict | None:
     return ck["mean"]
 
 
+def identical_run(root: Path, folder: str, m: list[dict]):
+    """``(folder, name)`` of another finished run whose first epochs have exactly ``m``'s losses and val OA."""
+    sig = [(r["loss_total"], r.get("val_OA")) for r in m]
+    for other, key in RUNS.values():
+        o = read_metrics(root / other)
+        if other != folder and len(o) > len(m) and [(r["loss_total"], r.get("val_OA")) for r in o[:len(m)]] == sig:
+            return other, key
+    return None
+
+
 def table(root: Path) -> str:
     lanes = lane_hours(root / "logs")
     head = "| run | steps | best val OA (epoch) | " + " | ".join(METRICS) + " | CPU h |"
@@ -74,7 +85,16 @@ def table(root: Path) -> str:
             cpu = f"{sum(r['epoch_cpu_s'] for r in m) / 3600:.2f}"
         else:
             cpu = f"≈{lanes[key]:.2f}" if key in lanes else "–"
+        cfg_file = root / folder / "config.json"
+        planned = json.loads(cfg_file.read_text())["epochs"] if cfg_file.is_file() else len(m)
         t = test_scores(root / folder)
+        twin = identical_run(root, folder, m) if len(m) < planned else None
+        if twin:
+            name += (f" — stopped after {len(m)} epochs: losses and validation scores equal {twin[1]}'s to every "
+                     f"digit (HCR kept 0), so its test scores are {twin[1]}'s")
+            t = test_scores(root / twin[0])
+        elif len(m) < planned:
+            name += f" — **{len(m)} of {planned} epochs run**"
         cells = [f"{t[k]:.2f}" for k in METRICS] if t else ["–"] * len(METRICS)
         lines.append(f"| {name} | {steps} | {best.get('val_OA', float('nan')):.2f} ({best['epoch']}) | "
                      + " | ".join(cells) + f" | {cpu} |")
@@ -88,12 +108,11 @@ def curves(root: Path, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, (folder, _) in RUNS.items():
+    for name, (folder, label) in RUNS.items():
         m = read_metrics(root / folder)
         if not m:
             continue
         ep = [r["epoch"] for r in m]
-        label = name.split(":")[0]
         ax1.plot(ep, [r["loss_total"] for r in m], marker=".", label=label)
         ax2.plot(ep, [r.get("val_OA", float("nan")) for r in m], marker=".", label=label)
         if any("hcr_kept" in r for r in m):
@@ -114,12 +133,12 @@ def curves(root: Path, out: Path) -> Path:
 
 def kept_table(root: Path) -> str:
     lines = []
-    for name, (folder, _) in RUNS.items():
+    for name, (folder, label) in RUNS.items():
         m = read_metrics(root / folder)
         if m and any("hcr_kept" in r for r in m):
             total = next((r["hcr_total"] for r in m if "hcr_total" in r), "?")
             kept = ", ".join(str(r.get("hcr_kept", 0)) for r in m)
-            lines.append(f"| {name.split(':')[0]} | {total} | {kept} |")
+            lines.append(f"| {label} | {total} | {kept} |")
     return "| run | pool | kept per epoch |\n|---|---:|---|\n" + "\n".join(lines)
 
 
