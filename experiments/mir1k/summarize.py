@@ -90,7 +90,7 @@ def table(root: Path) -> str:
         t = test_scores(root / folder)
         twin = identical_run(root, folder, m) if len(m) < planned else None
         if twin:
-            name += (f" — stopped after {len(m)} epochs: losses and validation scores equal {twin[1]}'s to every "
+            name += (f" — stopped after {len(m)} epoch{'s' * (len(m) > 1)}: losses and validation scores equal {twin[1]}'s to every "
                      f"digit (HCR kept 0), so its test scores are {twin[1]}'s")
             t = test_scores(root / twin[0])
         elif len(m) < planned:
