@@ -20,6 +20,7 @@ RUNS = {  # table row → (run folder, its name in runs.sh / the lane logs)
     "c: HKDSME student, half labels + unlabeled": ("c-hkdsme-half", "c"),
     "c-tol: c with --hcr-tolerance 2 (not in the paper)": ("c-tol", "c-tol"),
     "d: student, all labels, supervised": ("d-student-all", "d"),
+    "d-budget: d at the budget of b/c/e": ("d-budget", "d-budget"),
     "e: HKDSME student, all labels + remixes": ("e-hkdsme-all", "e"),
     "f: c with --faithful": ("f-faithful", "f"),
     "g: c --no-hcr": ("g-no-hcr", "g-no-hcr"),
