@@ -11,9 +11,10 @@ U="--unlabeled-max ${UNLABELED_MAX:-1500}"
 UNL_HALF="--unlabeled $C/mir1k-unlabeled --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB"
 # c and its variants f, g: half labels + the other half (and its remixes) unlabeled, teacher from the labeled half.
 CARGS="--teacher $R/a-half-teacher/best.pt --labeled $C/mir1k-labeled $UNL_HALF $U $V $S"
-share_cache() {   # c, g-no-hcr and g-no-cgl need the same teacher logits (same teacher, data, mode): compute once
-  mkdir -p "$1"; [ -e "$1/teacher_cache.h5" ] || ln "$R/c-hkdsme-half/teacher_cache.h5" "$1/" 2>/dev/null || true
+share_cache() {   # runs with the same teacher, data and mode need the same teacher logits: compute once
+  mkdir -p "$1"; [ -e "$1/teacher_cache.h5" ] || ln "$R/${2:-c-hkdsme-half}/teacher_cache.h5" "$1/" 2>/dev/null || true
 }
+LONG="--epochs 20 --max-steps-per-epoch 60"   # b-long / c-long: d's 1,200 steps (cosine lr)
 CMD=${1:-}; shift || true   # remaining arguments (e.g. --resume) go to hkd-train
 case "$CMD" in
   a-half) hkd-train teacher --data $C/mir1k-labeled $V --out $R/a-half-teacher --epochs 40 --max-steps-per-epoch 60 "$@" ;;
@@ -34,8 +35,16 @@ case "$CMD" in
   g-no-hcr) share_cache $R/g-no-hcr; hkd-train run $CARGS --no-hcr --out $R/g-no-hcr "$@" ;;
   g-no-kd)  hkd-train run $CARGS --no-kd --out $R/g-no-kd "$@" ;;
   g-no-cgl) share_cache $R/g-no-cgl; hkd-train run $CARGS --no-cgl --out $R/g-no-cgl "$@" ;;
+  # Longer runs (session 3): b and c at d's 1,200 steps; e warm-started from d's supervised student.
+  b-long) hkd-train run --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled $V $LONG --out $R/b-long "$@" ;;
+  c-long) share_cache $R/c-long; hkd-train run $CARGS $LONG --out $R/c-long "$@" ;;
+  e-from-d) share_cache $R/e-from-d e-hkdsme-all
+          hkd-train run --init $R/d-student-all/best.pt --teacher $R/a-teacher/best.pt --labeled $C/mir1k-labeled \
+            --labeled $C/mir1k-unlabeled --unlabeled $C/mir1k-labeled-v-5dB --unlabeled $C/mir1k-labeled-v5dB \
+            --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB \
+            $U $V $S --out $R/e-from-d "$@" ;;
   test)   RUN=${1:?usage: runs.sh test RUN_DIR}
           hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
             --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
-  *) echo "usage: $0 a-half|a|b|c|c-tol|d|e|f|g-no-hcr|g-no-kd|g-no-cgl|test RUN_DIR"; exit 2 ;;
+  *) echo "usage: $0 a-half|a|b|c|c-tol|d|e|f|g-no-hcr|g-no-kd|g-no-cgl|b-long|c-long|e-from-d|test RUN_DIR"; exit 2 ;;
 esac
