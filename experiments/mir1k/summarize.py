@@ -26,7 +26,11 @@ RUNS = {  # table row → (run folder, its name in runs.sh / the lane logs)
     "g: c --no-hcr": ("g-no-hcr", "g-no-hcr"),
     "g: c --no-kd": ("g-no-kd", "g-no-kd"),
     "g: c --no-cgl": ("g-no-cgl", "g-no-cgl"),
+    "b-long: b at d's 1,200 steps (cosine)": ("b-long", "b-long"),
+    "c-long: c at d's 1,200 steps (cosine)": ("c-long", "c-long"),
+    "e-from-d: e warm-started from d's student": ("e-from-d", "e-from-d"),
 }
+LONG = {"b-long", "c-long", "e-from-d"}   # drawn dashed in the curves
 METRICS = ("VR", "VFA", "RPA", "RCA", "OA")
 
 
@@ -45,7 +49,7 @@ def lane_hours(logs: Path) -> dict:
     for f in sorted(logs.glob("lane*.txt")):
         for line in f.read_text().splitlines():
             p = line.split()
-            if len(p) == 4 and p[0] == "==" and p[2] in ("start", "trained"):
+            if len(p) >= 4 and p[0] == "==" and p[2] in ("start", "trained"):
                 t = datetime.strptime(p[3], "%H:%M:%S")
                 if p[2] == "start":
                     start[p[1]] = t
@@ -114,10 +118,11 @@ def curves(root: Path, out: Path) -> Path:
         if not m:
             continue
         ep = [r["epoch"] for r in m]
-        ax1.plot(ep, [r["loss_total"] for r in m], marker=".", label=label)
-        ax2.plot(ep, [r.get("val_OA", float("nan")) for r in m], marker=".", label=label)
+        kw = dict(marker=".", label=label, ls="--" if label in LONG else "-")
+        ax1.plot(ep, [r["loss_total"] for r in m], **kw)
+        ax2.plot(ep, [r.get("val_OA", float("nan")) for r in m], **kw)
         if any("hcr_kept" in r for r in m):
-            ax3.plot(ep, [r.get("hcr_kept", 0) for r in m], marker=".", label=label)
+            ax3.plot(ep, [r.get("hcr_kept", 0) for r in m], **kw)
     ax1.set(title="training loss (mean over the epoch)", xlabel="epoch")
     ax2.set(title="validation OA (%), validation singers", xlabel="epoch")
     ax3.set(title="HCR: pseudo-labelled segments kept", xlabel="epoch")
