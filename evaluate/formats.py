@@ -12,30 +12,16 @@ In every format ``f0 = 0`` means unvoiced. All writes are atomic (temp file + ``
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from hkdsme.pipeline.atomic import write_text
 from hkdsme.pipeline.errors import InputError
 
 FORMATS = ("csv", "mirex", "jams")
 SUFFIX = {"csv": ".csv", "mirex": ".txt", "jams": ".jams"}
 JAMS_VERSION = "0.3.4"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _as_series(times, f0) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +49,7 @@ def write_melody(path, times, f0, fmt: str = "csv", *, confidence=None, source: 
         text = json.dumps(_jams_doc(np.round(t, 6), f, confidence, source))  # times to 1 µs, as in csv
     else:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    _atomic_write_text(path, text)
+    write_text(path, text)
     return path
 
 

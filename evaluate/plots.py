@@ -5,13 +5,12 @@ drawn at ``60·log2(f0/31)``; unvoiced frames (f0 <= 0) are left blank. Files ar
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hkdsme.pipeline import grid
+from hkdsme.pipeline.atomic import atomic_path
 
 MAX_COLUMNS = 4000   # spectrum columns drawn; longer tracks are decimated for display only
 
@@ -29,15 +28,11 @@ def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hkdsme.evaluate.formats import _atomic_write_text
 from hkdsme.evaluate.metrics import METRICS, mean_scores, melody_scores
 from hkdsme.pipeline import grid
+from hkdsme.pipeline.atomic import write_text
 from hkdsme.pipeline.errors import InputError
 
 
@@ -130,9 +130,9 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
                             "mean": means[n], "per_track": per_track[n]} for n, c in zip(names, checkpoints)},
         "failed": failed,
     }
-    _atomic_write_text(out / "report.json", json.dumps(report, indent=1))
-    _atomic_write_text(out / "per_track.csv", _per_track_csv(per_track))
-    _atomic_write_text(out / "report.md", _markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=1))
+    write_text(out / "per_track.csv", _per_track_csv(per_track))
+    write_text(out / "report.md", _markdown(report))
     if n_ok:
         plot_summary(out / "summary.png", means, METRICS,
                      title=f"{dataset}{' ' + split if split else ''}: mean over {n_ok} tracks")

@@ -14,7 +14,6 @@ stored as lists, ``Path`` as str, numpy scalars as python numbers), so loading n
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from torch import nn
 
 from hkdsme.model.student import MSNet
 from hkdsme.model.teacher import FTANet
+from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
 
 FORMAT = "hkdsme-checkpoint"
@@ -98,17 +98,10 @@ def save_checkpoint(path, model: nn.Module, *, kind: str, config: dict, feature_
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())   # a checkpoint is what a crash must not lose
     return path
 
 

@@ -1,7 +1,6 @@
 """`hkd-prep` command line: CFP of one file, batch extraction into a shard cache, cache summary."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
 
 
@@ -47,11 +47,8 @@ def cfp(audio, out):
             raise InputError(audio, e.reason) from None
     except InputError as e:
         raise click.ClickException(str(e)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:   # a file object, so np.save does not append ".npy" to the temp name
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
         np.save(fh, np.asarray(feats, dtype=np.float32))
-    os.replace(tmp, out)
     click.echo(f"{out}: {feats.shape[0]}x{feats.shape[1]}x{feats.shape[2]} ({feats.shape[2] / 100:.2f} s)")
 
 

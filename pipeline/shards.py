@@ -13,7 +13,6 @@ under the real name.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import h5py
 import numpy as np
 
 from hkdsme.pipeline import grid
+from hkdsme.pipeline.atomic import atomic_path, write_text
 from hkdsme.pipeline.errors import InputError
 
 MANIFEST = "manifest.json"
@@ -37,11 +37,6 @@ def shard_relpath(track_id: str) -> str:
     if safe in ("", ".", ".."):
         raise ValueError(f"unusable track id {track_id!r}")
     return f"{SHARD_DIR}/{safe}.h5"
-
-
-def tmp_name(path: Path) -> Path:
-    """Per-process temporary sibling of ``path``: ``<name>.tmp-<pid>`` (removed by the next run if left over)."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
 
 
 def segment(features: np.ndarray, bins=None, f0=None, seg_len: int = grid.SEG_LEN) -> dict:
@@ -91,9 +86,7 @@ def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: s
     t = features.shape[2]
     seg = segment(features, bins, f0)
     s = len(seg["start"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         # track_times=False (h5py's default, stated here on purpose): no timestamps, so rewriting a track
         # with the same inputs gives the same bytes.
         with h5py.File(tmp, "w", track_order=False) as h:
@@ -106,10 +99,6 @@ def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: s
                              track_times=False)
             for name in ("bins", "f0", "mask", "start"):
                 h.create_dataset(name, data=seg[name], track_times=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(seg["bins"]))}
 
 
@@ -190,10 +179,7 @@ def load_manifest(cache_dir) -> dict | None:
 
 def write_manifest(cache_dir, manifest: dict) -> None:
     """Write ``manifest.json`` atomically (temp file + ``os.replace``)."""
-    p = Path(cache_dir) / MANIFEST
-    tmp = tmp_name(p)
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, p)
+    write_text(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 @dataclass

@@ -10,13 +10,12 @@ whose phase is ``2π Σ f0 / sr``; ``make_song`` returns it every ``FINE_HOP`` s
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hkdsme.pipeline import grid
+from hkdsme.pipeline.atomic import atomic_path
 
 SR = grid.SR
 FINE_HOP = 8                     # label grid of make_song: 8 samples = 1 ms
@@ -177,12 +176,5 @@ def write_dataset(root, n: int = 8, seed: int = 0, duration: float = 8.0) -> lis
 
 
 def _atomic(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(dest) as tmp:
+        write(str(tmp))

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 import hkdsme
+from hkdsme.pipeline.atomic import write_text
 from hkdsme.pipeline.errors import InputError
 
 DEFAULT_FILE = Path(hkdsme.__file__).resolve().parent / "configs" / "default.toml"
@@ -98,12 +99,9 @@ def _toml_value(v) -> str:
 def save(cfg: dict, run_dir, command: str) -> None:
     """Write ``RUN/config.toml`` (loadable again with ``--config``) and ``RUN/config.json``, atomically."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     toml = f"[{command}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in sorted(cfg.items()))
     for name, text in (("config.toml", toml), ("config.json", json.dumps(cfg, indent=1, sort_keys=True))):
-        tmp = run_dir / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, run_dir / name)
+        write_text(run_dir / name, text)
 
 
 def load_saved(run_dir) -> dict | None:

@@ -47,12 +47,13 @@ from tqdm import tqdm
 
 from hkdsme.model.checkpoint import build_model, load_checkpoint
 from hkdsme.pipeline import grid, labels
+from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import ddp
 from hkdsme.train.dataset import ChunkedArray, SegmentSample, ShardDataset
 from hkdsme.train.hcr import select_segments
+from hkdsme.train.loop import Trainer, predict_segments
 from hkdsme.train.losses import hkdsme_loss
-from hkdsme.train.loop import Trainer, autocast, predict_segments
 
 CACHE_NAME = "teacher_cache.h5"
 LOGIT_MAX = 6.0e4          # float16 max is 65504: clamp before storing
@@ -90,10 +91,9 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
     attributes; :func:`cache_matches` compares it on reuse. Written to a temp file, then renamed.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     teacher.train(train_mode)
     try:
-        with h5py.File(tmp, "w") as h:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
             h.attrs.update(key)
             for name, ds in sets.items():
                 idx = np.arange(len(ds))
@@ -107,10 +107,7 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
                         out = _chunked(h, name, len(ds), lg.shape[1])
                     out[rows[0]:rows[-1] + 1] = lg
             h.attrs["complete"] = True
-        os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
         teacher.eval()
     return path
 
@@ -293,13 +290,12 @@ class DistillTrainer(Trainer):
         info, cfg = self.info, self.cfg
         model = self._model
         path = self.run / ("pseudo.h5" if info.world == 1 else f"pseudo.r{info.rank}.h5")
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         rows = ddp.shard_range(len(self.unl), info)
         was = model.training
         model.eval()
         uidx = []
         try:
-            with h5py.File(tmp, "w") as h, torch.no_grad():
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as h, torch.no_grad():
                 probs = _chunked(h, "probs", 0, model.n_classes)
                 for r, b, out in predict_segments(model, self.unl, rows, device=self.device,
                                                   precision=self.precision, batch=int(cfg["hcr_batch"]),
@@ -314,10 +310,7 @@ class DistillTrainer(Trainer):
                         uidx.append(np.asarray(r)[keep])
                 h.create_dataset("uidx", data=np.concatenate(uidx) if uidx else np.zeros(0, np.int64))
                 h.attrs.update(epoch=epoch, rank=info.rank)
-            os.replace(tmp, path)
         finally:
-            if tmp.exists():
-                tmp.unlink()
             model.train(was)
         mine = np.concatenate(uidx) if uidx else np.zeros(0, np.int64)
         parts = ddp.all_gather_objects((str(path), mine), info)
