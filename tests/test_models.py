@@ -116,8 +116,10 @@ def test_teacher_matches_official(teacher_ref):
         train_out = copy.deepcopy(model).train()(x)   # BN on batch statistics, as the official train.py runs it
     np.testing.assert_allclose(out.probs.numpy(), np.load(REF / "teacher_output.npy"), rtol=0, atol=1e-6)
     np.testing.assert_allclose(out.logits.numpy(), np.load(REF / "teacher_feat.npy"), rtol=0, atol=1e-5)
+    # Batch statistics are float32 sums whose order follows the thread count: 1 thread differs by up to
+    # 1.7e-6 on 0.1 % of the probabilities (measured), so this one comparison gets 1e-5.
     np.testing.assert_allclose(train_out.probs.numpy(), np.load(REF / "teacher_output_trainmode.npy"),
-                               rtol=0, atol=1e-6)
+                               rtol=0, atol=1e-5)
 
 
 def test_student_train_step_reaches_every_parameter():

@@ -28,9 +28,12 @@ RUNS = {  # table row → (run folder, its name in runs.sh / the lane logs)
     "g: c --no-cgl": ("g-no-cgl", "g-no-cgl"),
     "b-long: b at d's 1,200 steps (cosine)": ("b-long", "b-long"),
     "c-long: c at d's 1,200 steps (cosine)": ("c-long", "c-long"),
-    "e-from-d: e warm-started from d's student": ("e-from-d", "e-from-d"),
+    "b-cont: b-long + 480 supervised steps (control for c-from-b)": ("b-cont", "b-cont"),
+    "c-from-b: b-long + 480 HKDSME steps (c's teacher and data)": ("c-from-b", "c-from-b"),
+    "d-cont: d + 480 supervised steps (control for e-from-d)": ("d-cont", "d-cont"),
+    "e-from-d: d + 480 HKDSME steps (e's teacher and data); the embedded default": ("e-from-d", "e-from-d"),
 }
-LONG = {"b-long", "c-long", "e-from-d"}   # drawn dashed in the curves
+LONG = {"b-long", "c-long", "b-cont", "c-from-b", "d-cont", "e-from-d"}   # session-3 runs: dashed curves
 METRICS = ("VR", "VFA", "RPA", "RCA", "OA")
 
 
