@@ -35,7 +35,7 @@ case "$CMD" in
   g-no-hcr) share_cache $R/g-no-hcr; hkd-train run $CARGS --no-hcr --out $R/g-no-hcr "$@" ;;
   g-no-kd)  hkd-train run $CARGS --no-kd --out $R/g-no-kd "$@" ;;
   g-no-cgl) share_cache $R/g-no-cgl; hkd-train run $CARGS --no-cgl --out $R/g-no-cgl "$@" ;;
-  # Longer runs (session 3): b and c at d's 1,200 steps; e warm-started from d's supervised student.
+  # Session 3: b and c at d's 1,200 steps; two-stage runs (HKDSME from a supervised student's weights).
   b-long) hkd-train run --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled $V $LONG --out $R/b-long "$@" ;;
   c-long) share_cache $R/c-long; hkd-train run $CARGS $LONG --out $R/c-long "$@" ;;
   e-from-d) share_cache $R/e-from-d e-hkdsme-all
@@ -43,8 +43,14 @@ case "$CMD" in
             --labeled $C/mir1k-unlabeled --unlabeled $C/mir1k-labeled-v-5dB --unlabeled $C/mir1k-labeled-v5dB \
             --unlabeled $C/mir1k-unlabeled-v-5dB --unlabeled $C/mir1k-unlabeled-v5dB \
             $U $V $S --out $R/e-from-d "$@" ;;
+  # Controls: the same 480 steps from the same weights, supervised only.
+  d-cont) hkd-train run --init $R/d-student-all/best.pt --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled \
+            --labeled $C/mir1k-unlabeled $V $S --out $R/d-cont "$@" ;;
+  c-from-b) share_cache $R/c-from-b; hkd-train run --init $R/b-long/best.pt $CARGS --out $R/c-from-b "$@" ;;
+  b-cont) hkd-train run --init $R/b-long/best.pt --teacher random --no-kd --no-hcr --labeled $C/mir1k-labeled $V $S \
+            --out $R/b-cont "$@" ;;
   test)   RUN=${1:?usage: runs.sh test RUN_DIR}
           hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
             --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
-  *) echo "usage: $0 a-half|a|b|c|c-tol|d|e|f|g-no-hcr|g-no-kd|g-no-cgl|b-long|c-long|e-from-d|test RUN_DIR"; exit 2 ;;
+  *) echo "usage: $0 a-half|a|b|c|c-tol|d|e|f|g-no-hcr|g-no-kd|g-no-cgl|b-long|c-long|e-from-d|d-cont|c-from-b|b-cont|test RUN_DIR"; exit 2 ;;
 esac
