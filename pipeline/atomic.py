@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)   # the only portable way to read it is to set it; put it straight back
     os.umask(mask)
     return mask
+
+
+# Read once, at import: setting the umask is process-wide, and doing it per write would let a file made by
+# another thread in that instant get umask 0 (e.g. extraction with ``--backend threading``).
+_UMASK = _read_umask()
 
 
 @contextmanager
@@ -34,7 +39,7 @@ def atomic_path(dest) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

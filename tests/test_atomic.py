@@ -4,15 +4,21 @@ import stat
 
 import pytest
 
+from hkdsme.pipeline import atomic
 from hkdsme.pipeline.atomic import atomic_path, write_text
 
 
 @pytest.fixture
-def umask():
-    """Set a umask for one test and restore the caller's."""
-    old = os.umask(0o022)
+def umask(monkeypatch):
+    """Set the umask hkdsme.pipeline.atomic applies (it reads the process umask once, at import)."""
+    return lambda m: monkeypatch.setattr(atomic, "_UMASK", m)
+
+
+def test_reads_the_process_umask_and_leaves_it_alone():
+    old = os.umask(0o027)
     try:
-        yield lambda m: os.umask(m)
+        assert atomic._read_umask() == 0o027
+        assert os.umask(0o027) == 0o027          # still set after reading
     finally:
         os.umask(old)
 
@@ -50,6 +56,7 @@ def test_creates_folder_and_replaces(tmp_path):
 
 
 def test_checkpoint_is_readable_by_others(tmp_path, umask):
+    umask(0o022)
     # regression: checkpoints written through mkstemp used to be 0600
     from hkdsme.model.checkpoint import save_checkpoint
     from hkdsme.model.student import MSNet
