@@ -24,10 +24,12 @@ from hkdsme.model.student import MSNet
 from hkdsme.model.teacher import FTANet
 from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.grid import N_CLASSES
 
 FORMAT = "hkdsme-checkpoint"
 FORMAT_VERSION = 1
 KINDS = {"student": MSNet, "teacher": FTANet}
+MAX_CLASSES = N_CLASSES   # output channels a network of this package has: 4 (harmonic) or 1 (melody only)
 
 
 def build_model(kind: str, *, n_classes: int = 4, heads: bool = True) -> nn.Module:
@@ -105,33 +107,90 @@ def save_checkpoint(path, model: nn.Module, *, kind: str, config: dict, feature_
     return path
 
 
-def load_checkpoint(path, *, expected_feature_hash: str | None = None, expected_kind: str | None = None,
-                    map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the network of a checkpoint; returns ``(model in eval mode, meta)`` (meta = all but the weights).
-
-    Raises :class:`InputError` naming the file if it is missing, unreadable, not an hkdsme checkpoint, of
-    another kind than ``expected_kind``, or trained on features other than ``expected_feature_hash``.
-    """
-    path = Path(path)
+def _read(path: Path, *, mmap: bool, map_location="cpu") -> dict:
     if not path.is_file():
         raise InputError(path, "checkpoint file not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, pickled code, ...
         raise InputError(path, f"not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, "not an hkdsme checkpoint (no 'format': 'hkdsme-checkpoint' entry)")
+    return payload
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_meta(path, payload: dict) -> None:
+    """Check type and range of every metadata field of a checkpoint ``payload`` (before a network is built from
+    it, so a hostile or damaged file can neither allocate unbounded memory nor fail deep inside a model).
+    Raises :class:`InputError` naming ``path`` and the field."""
+    def bad(field, want):
+        raise InputError(path, f"bad checkpoint metadata: {field!r} must be {want}, got {payload.get(field)!r:.80}")
+
     if payload.get("format_version") != FORMAT_VERSION:
         raise InputError(path, f"unsupported checkpoint format_version {payload.get('format_version')!r}")
-    kind = payload.get("kind")
-    if kind not in KINDS:
-        raise InputError(path, f"unknown model kind {kind!r} in checkpoint")
+    if payload.get("kind") not in KINDS:
+        raise InputError(path, f"unknown model kind {payload.get('kind')!r} in checkpoint")
+    n = payload.get("n_classes")
+    if not (_is_int(n) and 1 <= n <= MAX_CLASSES):
+        bad("n_classes", f"an int in 1..{MAX_CLASSES}")
+    if not isinstance(payload.get("heads"), bool):
+        bad("heads", "a bool")
+    fh = payload.get("feature_hash")
+    if not (isinstance(fh, str) and 0 < len(fh) <= 64):
+        bad("feature_hash", "a non-empty str")
+    if not isinstance(payload.get("config"), dict):
+        bad("config", "a dict")
+    for field in ("metrics", "extra"):
+        if not isinstance(payload.get(field), (dict, type(None))):
+            bad(field, "a dict or null")
+    if not isinstance(payload.get("torch_version", ""), str):
+        bad("torch_version", "a str")
+    sd = payload.get("state_dict")
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise InputError(path, "bad checkpoint: 'state_dict' must map parameter names to tensors")
+
+
+def _check_finite(path, state_dict: dict) -> None:
+    for name, t in state_dict.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InputError(path, f"checkpoint weights contain NaN or inf (first in {name!r}): a diverged or "
+                                   "damaged run; use another checkpoint")
+
+
+def read_meta(path, *, expected_kind: str | None = None) -> dict:
+    """The checkpoint's metadata (all but the weights), checked, without reading or building the network: the
+    file is memory-mapped and only its small pickle is parsed. For checks before any work (the CLI's kinds)."""
+    path = Path(path)
+    payload = _read(path, mmap=True)
+    check_meta(path, payload)
+    if expected_kind is not None and payload["kind"] != expected_kind:
+        raise InputError(path, f"checkpoint holds a {payload['kind']} network, expected a {expected_kind}")
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def load_checkpoint(path, *, expected_feature_hash: str | None = None, expected_kind: str | None = None,
+                    map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the network of a checkpoint; returns ``(model in eval mode, meta)`` (meta = all but the weights).
+
+    Raises :class:`InputError` naming the file if it is missing, unreadable, not an hkdsme checkpoint, has
+    metadata of a wrong type or range, weights with NaN/inf, is of another kind than ``expected_kind``, or was
+    trained on features other than ``expected_feature_hash``.
+    """
+    path = Path(path)
+    payload = _read(path, mmap=False, map_location=map_location)
+    check_meta(path, payload)
+    kind = payload["kind"]
     if expected_kind is not None and kind != expected_kind:
         raise InputError(path, f"checkpoint holds a {kind} network, expected a {expected_kind}")
     have = payload.get("feature_hash")
     if expected_feature_hash is not None and have != expected_feature_hash:
         raise InputError(path, f"checkpoint was trained on features {have}, data has {expected_feature_hash}: "
                                "re-extract or use a matching checkpoint")
+    _check_finite(path, payload["state_dict"])
     model = build_model(kind, n_classes=payload["n_classes"], heads=payload["heads"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

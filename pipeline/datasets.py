@@ -162,15 +162,35 @@ def _select(tracks: list[Track], tracks_file) -> list[Track]:
 def _parse_table(path: Path, min_cols: int = 2, skip_header: bool = False) -> np.ndarray:
     """Rows of numbers separated by commas/tabs/spaces (CRLF ok) → float64 (n, min_cols).
 
-    A first line that does not parse is taken as a header only if ``skip_header``.
+    A first line that does not parse is taken as a header only if ``skip_header``. A NaN or inf value is bad
+    input: ``InputError(path, "line N: ...")`` naming its (1-based) line.
     """
     try:
         lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(path, f"cannot read label file: {err}") from err
-    fast = _parse_fast(lines, min_cols, skip_header)
-    if fast is not None:
-        return fast
+    table = _parse_fast(lines, min_cols, skip_header)
+    if table is None:
+        table = _parse_slow(path, lines, min_cols, skip_header)
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        line = _data_lines(lines, skip_header, min_cols)[int(np.argmin(finite))]
+        raise InputError(path, f"line {line}: NaN or inf value in {lines[line - 1].strip()[:60]!r}")
+    return table
+
+
+def _data_lines(lines: list[str], skip_header: bool, min_cols: int) -> list[int]:
+    """1-based line numbers of the table rows (non-blank lines, minus a header that does not parse)."""
+    nums = [i + 1 for i, line in enumerate(lines) if line.replace(",", " ").split()]
+    if skip_header and nums:
+        try:
+            [float(f) for f in lines[nums[0] - 1].replace(",", " ").split()]
+        except ValueError:
+            nums = nums[1:]
+    return nums
+
+
+def _parse_slow(path: Path, lines: list[str], min_cols: int, skip_header: bool) -> np.ndarray:
     rows = []   # slow path: only to locate and report the first bad line
     for i, line in enumerate(lines):
         fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
@@ -208,14 +228,31 @@ def _parse_fast(lines: list[str], min_cols: int, skip_header: bool) -> np.ndarra
     return arr.reshape(len(rows), k)[:, :min_cols]
 
 
+MIDI_MAX = 127.0
+
+
 def midi_to_hz(m: np.ndarray) -> np.ndarray:
-    """``440 · 2 ** ((m − 69) / 12)`` for ``m > 0``; 0 (unvoiced) otherwise."""
+    """``440 · 2 ** ((m − 69) / 12)`` for ``m > 0``; 0 (unvoiced) for ``m == 0``.
+
+    ``m`` must be finite and within ``0..127`` (ValueError otherwise): NaN, negative or out-of-range values are
+    damaged labels, never silently unvoiced or clipped (:func:`_read_pv` reports the file and line).
+    """
     m = np.asarray(m, dtype=np.float64)
+    bad = ~(np.isfinite(m) & (m >= 0) & (m <= MIDI_MAX))
+    if bad.any():
+        i = int(np.argmax(bad.ravel()))
+        raise ValueError(f"MIDI value {float(m.ravel()[i]):g} at index {i} outside 0..127 (0 = unvoiced)")
     return np.where(m > 0, 440.0 * 2.0 ** ((m - 69.0) / 12.0), 0.0)
 
 
 def _read_pv(path: Path, hop: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """A ``.pv`` file (one MIDI pitch per frame, 0 = unvoiced) → ``(times, f0 Hz)``."""
     m = _parse_table(path, min_cols=1)[:, 0]
+    bad = ~((m >= 0) & (m <= MIDI_MAX))
+    if bad.any():
+        k = int(np.argmax(bad))
+        line = _data_lines(path.read_text(encoding="utf-8").splitlines(), False, 1)[k]
+        raise InputError(path, f"line {line}: MIDI value {m[k]:g} outside 0..127 (0 = unvoiced)")
     return offset + hop * np.arange(m.size, dtype=np.float64), midi_to_hz(m)
 
 

@@ -52,25 +52,38 @@ def bin_to_hz(k) -> np.ndarray:
 
 
 # Every parameter that changes the numbers of a feature or label. Its hash tags caches and checkpoints,
-# so shards made with other parameters are never mixed with these.
-FEATURE_PARAMS = {
-    "feature": "cfp",
-    "sr": SR,
-    "hop": HOP,
-    "window": "blackmanharris",
-    "win_length": 768,
-    "n_fft": 4000,
-    "gammas": [0.24, 0.6, 1.0],
-    "fmin": FMIN,
-    "fmax": 1250.0,
-    "bins_per_octave": BINS_PER_OCTAVE,
-    "n_freq": N_FREQ,
-    "norm": "log1p-minmax-per-channel",
-    "quirks": "ftanet-cfp.py",   # the original's window taps, edges, stretched axis, asymmetric zeroing
-    "resampler": "soxr-hq",
-    "label_bins": "round(60*log2(f/31)) clip 1..320",
-    "seg_len": SEG_LEN,
-}
+# so shards made with other parameters are never mixed with these. The numbers come from the code that uses
+# them (this module, ``cfp``, ``audio``), so changing a constant there changes the hash; the descriptive
+# strings name behaviour that has no constant. ``grid.FEATURE_PARAMS`` is built on access (``cfp`` imports
+# this module, and importing it here would also load numba for every user of the grid).
+def feature_params() -> dict:
+    """The feature parameters of this code (a fresh dict; see :data:`FEATURE_PARAMS`)."""
+    from hkdsme.pipeline import audio, cfp
+
+    return {
+        "feature": "cfp",
+        "sr": cfp.SR,
+        "hop": cfp.HOP,
+        "window": "blackmanharris",  # cfp._window (scipy.signal.windows.blackmanharris of cfp.WIN taps)
+        "win_length": cfp.WIN,
+        "n_fft": cfp.N_FFT,
+        "gammas": [float(g) for g in cfp.GAMMAS],
+        "fmin": float(cfp.FMIN),
+        "fmax": float(cfp.FMAX),
+        "bins_per_octave": cfp.BPO,
+        "n_freq": N_FREQ,
+        "norm": "log1p-minmax-per-channel",
+        "quirks": "ftanet-cfp.py",   # the original's window taps, edges, stretched axis, asymmetric zeroing
+        "resampler": f"{audio.RESAMPLER}-{audio.RESAMPLE_QUALITY.lower()}",
+        "label_bins": f"round({BINS_PER_OCTAVE}*log2(f/{FMIN:g})) clip 1..{N_FREQ}",
+        "seg_len": SEG_LEN,
+    }
+
+
+def __getattr__(name):
+    if name == "FEATURE_PARAMS":
+        return feature_params()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def feature_hash(params: dict | None = None) -> str:
@@ -78,5 +91,5 @@ def feature_hash(params: dict | None = None) -> str:
     import hashlib
     import json
 
-    blob = json.dumps(FEATURE_PARAMS if params is None else params, sort_keys=True).encode()
+    blob = json.dumps(feature_params() if params is None else params, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -34,10 +34,11 @@ def check_contour(times, f0, *, what: str = "annotation", path=None, strict: boo
         raise InputError(path, f"{what}: {t.size} times but {f.size} f0 values")
     if t.size == 0:
         raise InputError(path, f"{what}: empty")
-    if not np.isfinite(t).all():
-        raise InputError(path, f"{what}: non-finite time values (NaN or inf)")
-    if not np.isfinite(f).all():
-        raise InputError(path, f"{what}: non-finite f0 values (NaN or inf)")
+    for name, a in (("time", t), ("f0", f)):
+        ok = np.isfinite(a)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise InputError(path, f"{what}: non-finite {name} value {float(a[i])} at row {i + 1} (NaN or inf)")
     if t[0] < 0:
         raise InputError(path, f"{what}: negative time {t[0]}")
     d = np.diff(t)

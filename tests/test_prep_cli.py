@@ -1,13 +1,9 @@
 """Batch extraction (resume, bad inputs, hash refusal) and the `hkd-prep` CLI on tiny generated audio.
 
 Tracks are real `datasets.Track`s over the adc2004 / synthetic layout (`<name>.wav` + `<name>REF.txt`); the
-real `audio` / `cfp` / `labels` / `datasets` modules are used when importable, small stand-ins otherwise.
+real `audio` / `cfp` / `labels` / `datasets` modules are used (no stand-ins: a broken import must fail here).
 """
-import importlib
-import sys
-import types
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,87 +11,19 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from hkdsme.pipeline import cli, extract as ex, grid, shards
+from hkdsme.pipeline import cli, datasets, extract as ex, grid, shards, synthetic
+from hkdsme.pipeline.audio import load_audio
 from hkdsme.pipeline.errors import InputError
 
 SR = grid.SR
-
-
-def _real(name):
-    try:
-        return importlib.import_module(f"hkdsme.pipeline.{name}")
-    except ImportError:
-        return None
-
-
-def _fake_load_audio(path):
-    try:
-        x, _ = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise InputError(path, f"cannot decode audio ({e})") from None
-    if x.size == 0:
-        raise InputError(path, "audio file is empty (0 samples)")
-    return x.mean(axis=1)
-
-
-def _fake_cfp(x, sr=SR):
-    """Deterministic (3, 320, T) stand-in: frame energy times a row ramp (NaN in → NaN out)."""
-    t = grid.n_frames(len(x))
-    if t < 2:
-        raise InputError(None, "audio too short for CFP")
-    e = np.abs(x[: t * grid.HOP].reshape(t, grid.HOP)).mean(axis=1)
-    rows = np.linspace(0.0, 1.0, grid.N_FREQ)
-    return (rows[None, :, None] * e[None, None, :] + 0.1 * np.arange(3)[:, None, None]).astype(np.float32)
-
-
-def _fake_f0_to_grid(times, f0, n):
-    """Nearest-annotation stand-in for `labels.f0_to_grid`."""
-    idx = np.clip(np.searchsorted(times, grid.frame_times(n)), 0, len(times) - 1)
-    return np.asarray(f0, np.float32)[idx]
-
-
-AUDIO, CFP, LABELS, DATASETS = _real("audio"), _real("cfp"), _real("labels"), _real("datasets")
-load_audio = AUDIO.load_audio if AUDIO else _fake_load_audio
-
-
-@pytest.fixture(autouse=True)
-def stand_ins(monkeypatch):
-    if CFP is None:
-        monkeypatch.setattr(ex, "compute_features", _fake_cfp)
-        monkeypatch.setitem(sys.modules, "hkdsme.pipeline.cfp", types.SimpleNamespace(cfp=_fake_cfp))
-    if LABELS is None:
-        monkeypatch.setattr(ex, "f0_on_grid", _fake_f0_to_grid)
-    if AUDIO is None:
-        monkeypatch.setitem(sys.modules, "hkdsme.pipeline.audio", types.SimpleNamespace(load_audio=load_audio))
 
 
 class Interrupt(BaseException):
     """Stands for a kill (Ctrl-C / OOM): not an Exception, so the batch does not swallow it."""
 
 
-@dataclass
-class FakeTrack:
-    """Stand-in for `datasets.Track` (used only when that module is absent)."""
-
-    track_id: str
-    dataset: str
-    audio_path: Path
-    label_path: Path | None
-
-    def load_audio(self):
-        return load_audio(self.audio_path)
-
-    def load_f0(self):
-        if self.label_path is None:
-            return None
-        if not self.label_path.is_file():
-            raise InputError(self.label_path, "label file not found")
-        a = np.loadtxt(self.label_path, ndmin=2)
-        return a[:, 0], a[:, 1]
-
-
 def _track(name, wav, ref, dataset="synthetic"):
-    return (DATASETS.Track if DATASETS else FakeTrack)(name, dataset, wav, ref)
+    return datasets.Track(name, dataset, wav, ref)
 
 
 @dataclass
@@ -274,8 +202,6 @@ def test_parallel_backends_match_serial(tmp_path, good):
     ex.extract(good, tmp_path / "serial", jobs=1, progress=False)
     ex.extract(good, tmp_path / "threads", jobs=2, backend="threading", progress=True)
     _same_shards(tmp_path / "serial", tmp_path / "threads")
-    if CFP is None or AUDIO is None:
-        pytest.skip("loky workers need the real cfp/audio modules (stand-ins live in this process only)")
     ex.extract(good, tmp_path / "loky", jobs=2, backend="loky", progress=False)
     _same_shards(tmp_path / "serial", tmp_path / "loky")
 
@@ -304,23 +230,7 @@ def test_duplicate_ids_refused(tmp_path, good):
 
 # ---------------------------------------------------------------- CLI
 
-@pytest.fixture
-def fake_datasets(monkeypatch):
-    """Stand-in `datasets.list_tracks` over `<root>/<name>.wav` + `<name>REF.txt`, if the real one is absent."""
-    if DATASETS is not None:
-        return
-
-    def list_tracks(name, root, split=None, tracks_file=None, limit=None):
-        tracks = []
-        for wav in sorted(Path(root).glob("*.wav")):
-            ref = wav.with_name(wav.stem + "REF.txt")
-            tracks.append(FakeTrack(wav.stem, name, wav, ref))
-        return tracks[:limit]
-
-    monkeypatch.setitem(sys.modules, "hkdsme.pipeline.datasets", types.SimpleNamespace(list_tracks=list_tracks))
-
-
-def test_cli_extract_strict_and_info(tmp_path, good, fake_datasets):
+def test_cli_extract_strict_and_info(tmp_path, good):
     root = tmp_path / "audio"
     good[2].audio_path.with_name("song2REF.txt").unlink(missing_ok=True)
     (root / "corrupt.wav").write_bytes(b"junk" * 100)
@@ -363,7 +273,7 @@ def test_cli_extract_strict_and_info(tmp_path, good, fake_datasets):
     assert f"size on disk  {size / 2**20:.1f} MiB" in r.output and size > 2**20
 
 
-def test_cli_info_and_extract_errors(tmp_path, good, fake_datasets):
+def test_cli_info_and_extract_errors(tmp_path, good):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(cli.main, ["info", str(tmp_path / "empty")])
     assert r.exit_code != 0 and "empty folder" in r.output
@@ -381,9 +291,6 @@ def test_cli_info_and_extract_errors(tmp_path, good, fake_datasets):
 
 
 def test_cli_synthetic_dataset_default_out(tmp_path, monkeypatch):
-    synthetic = _real("synthetic")
-    if synthetic is None or DATASETS is None:
-        pytest.skip("needs hkdsme.pipeline.synthetic / datasets")
     synthetic.write_dataset(tmp_path / "synth", n=3, seed=1, duration=3.0)
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(cli.main, ["extract", "--dataset", "synthetic", "--root", "synth", "--limit", "2",

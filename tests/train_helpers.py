@@ -1,7 +1,6 @@
-"""Shared fixtures for the train tests: tiny synthetic caches and tiny stand-in networks.
+"""Shared fixture of the train tests: tiny synthetic shard caches.
 
-Not a test module (no ``test_`` prefix); imported by ``tests/test_train_*.py`` and, through ``--arch
-train_helpers:TinyNet`` with ``tests/`` on ``PYTHONPATH``, by the DDP subprocess.
+Not a test module (no ``test_`` prefix); imported by ``tests/test_train_*.py``.
 """
 from __future__ import annotations
 
@@ -10,10 +9,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-from torch import nn
 
-from hkdsme.model.output import NetOutput
 from hkdsme.pipeline import grid
 
 
@@ -60,29 +56,3 @@ def write_cache(root, n_tracks: int = 3, frames=(150, 100, 64), *, seed: int = 0
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
-
-class TinyNet(nn.Module):
-    """A few-hundred-parameter stand-in with the MSNet/FTANet interface (``NetOutput``, optional heads)."""
-
-    def __init__(self, n_classes: int = 4, heads: bool = False):
-        super().__init__()
-        self.n_classes = n_classes
-        self.bn = nn.BatchNorm2d(3)
-        self.conv = nn.Conv2d(3, n_classes, 3, padding=1)
-        self.bottom = nn.Conv2d(3, n_classes, (grid.N_FREQ, 1))
-        self.head = nn.Conv2d(3, n_classes, 1) if heads else None
-        self.drop = nn.Dropout(0.1)
-
-    def forward(self, x):
-        x = self.bn(x)
-        bm = self.bottom(x)
-        logits = torch.cat([bm, self.drop(self.conv(x))], dim=2)
-        aux = ()
-        if self.head is not None:
-            aux = (torch.cat([bm, self.head(x)], dim=2),)
-        return NetOutput(torch.softmax(logits, dim=2), logits, aux)
-
-
-class TinyStudent(TinyNet):
-    def __init__(self, n_classes: int = 4):
-        super().__init__(n_classes, heads=True)

@@ -2,7 +2,10 @@
 
 Options resolve as packaged defaults ← ``--config FILE.toml`` ← flags (hkdsme.train.config). With
 ``--resume`` the run's saved ``config.json`` is the base and only flags given now override it (e.g. a larger
-``--epochs``). Launch under ``torchrun --nproc_per_node N`` for DDP.
+``--epochs``). Before any work the resolved config is validated (one line per bad value, hkdsme.train.config),
+the kinds of ``--teacher`` / ``--init`` are checked from their metadata, and a RUN that already holds a run is
+refused unless ``--resume`` (continue it) or ``--force`` (delete it, start over) (hkdsme.train.rundir).
+Launch under ``torchrun --nproc_per_node N`` for DDP.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ def _common(f):
         click.option("--val", type=click.Path(), help="validation cache (best.pt by its OA)"),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML options file"),
         click.option("--resume", is_flag=True, help="continue RUN/last.pt exactly"),
+        click.option("--force", is_flag=True, help="start over in a RUN that holds a run (deletes its outputs)"),
         click.option("--epochs", type=int), click.option("--batch", type=int), click.option("--lr", type=float),
         click.option("--lr-schedule", type=click.Choice(["constant", "cosine"])),
         click.option("--seed", type=int),
@@ -37,14 +41,16 @@ def _common(f):
     return f
 
 
-def _run(command: str, fn, config_file, resume: bool, overrides: dict):
-    from hkdsme.train import config
+def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: dict):
+    from hkdsme.train import config, rundir
 
     try:
         base = None
         if resume and overrides.get("out"):
             base = config.load_saved(overrides["out"])
-        cfg = config.resolve(command, config_file, overrides, base=base)
+        cfg = config.resolve(command, config_file, overrides, base=base)     # validated (one line per bad value)
+        rundir.check_checkpoints(command, cfg)                               # kinds, from metadata only
+        rundir.prepare_out(cfg, resume=resume, force=force, main=os.environ.get("RANK", "0") == "0")
         metrics = fn(cfg, resume=resume)
     except InputError as e:
         raise click.ClickException(str(e)) from None
@@ -61,12 +67,12 @@ def main():
 @main.command()
 @click.option("--data", multiple=True, type=click.Path(), help="labeled training cache (repeatable)")
 @_common
-def teacher(config_file, resume, data, **kw):
+def teacher(config_file, resume, force, data, **kw):
     """Supervised 4-class pre-training of the FTANet teacher."""
     from hkdsme.train.teacher import train_teacher
 
     kw["data"] = list(data) or None
-    _run("teacher", train_teacher, config_file, resume, kw)
+    _run("teacher", train_teacher, config_file, resume, force, kw)
 
 
 @main.command()
@@ -83,13 +89,13 @@ def teacher(config_file, resume, data, **kw):
 @click.option("--teacher-batch", type=int)
 @click.option("--unlabeled-max", type=int, help="fixed seeded sample of N unlabeled segments (0 = all)")
 @_common
-def run(config_file, resume, labeled, unlabeled, **kw):
+def run(config_file, resume, force, labeled, unlabeled, **kw):
     """HKDSME: distil the MSNet student (KD + CGL + HCR)."""
     from hkdsme.train.distill import train_student
 
     kw["labeled"] = list(labeled) or None
     kw["unlabeled"] = list(unlabeled) or None
-    _run("distill", train_student, config_file, resume, kw)
+    _run("distill", train_student, config_file, resume, force, kw)
 
 
 @main.command()

@@ -11,9 +11,14 @@ with a default.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:    # Python 3.10: the same parser, packaged as tomli (setup.cfg install_requires)
+    import tomli as tomllib
 
 import hkdsme
 from hkdsme.pipeline.atomic import write_text
@@ -81,6 +86,43 @@ def resolve(command: str, config_file=None, overrides: dict | None = None, base:
             if k not in ref:
                 raise InputError(where, f"unknown option {k!r} for `{command}` (known: {', '.join(sorted(ref))})")
             cfg[k] = _coerce(k, v, ref[k], where)
+    validate(cfg, command)
+    return cfg
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine")
+# option: smallest allowed value (ints), checked when the command has the option
+_INT_MIN = {"epochs": 1, "batch": 1, "val_batch": 1, "teacher_batch": 1, "hcr_batch": 1, "seed": 0, "workers": 0,
+            "max_steps_per_epoch": 0, "unlabeled_max": 0, "hcr_tolerance": 0, "hcr_start_epoch": 0}
+_CHOICES = {"precision": PRECISIONS, "device": DEVICES, "lr_schedule": LR_SCHEDULES}
+
+
+def problems(cfg: dict) -> list[str]:
+    """One message per bad value of a resolved config (empty when every value is usable)."""
+    out = []
+    for k, lo in _INT_MIN.items():
+        if k in cfg and not cfg[k] >= lo:
+            out.append(f"{k} must be >= {lo}, got {cfg[k]!r}")
+    if "lr" in cfg and not (math.isfinite(cfg["lr"]) and cfg["lr"] >= 0):
+        out.append(f"lr must be a finite number >= 0, got {cfg['lr']!r}")
+    if "hcr_threshold" in cfg and not 0.0 <= cfg["hcr_threshold"] <= 1.0:      # NaN fails too
+        out.append(f"hcr_threshold must be in [0, 1], got {cfg['hcr_threshold']!r}")
+    for k, allowed in _CHOICES.items():
+        if k in cfg and cfg[k] not in allowed:
+            out.append(f"{k} must be one of {'|'.join(allowed)}, got {cfg[k]!r}")
+    if cfg.get("precision") == "fp16" and cfg.get("device") == "cpu":
+        out.append("precision fp16 needs --device cuda (use bf16 or fp32 on CPU)")
+    return out
+
+
+def validate(cfg: dict, command: str) -> dict:
+    """Refuse a resolved config of ``command`` with an unusable value: one :class:`InputError` (one line) listing
+    one message per bad option, raised before any data is read. Returns ``cfg``."""
+    bad = problems(cfg)
+    if bad:
+        raise InputError(None, f"bad option{'s' if len(bad) > 1 else ''} for `{command}`: " + "; ".join(bad))
     return cfg
 
 
