@@ -69,17 +69,31 @@ def cfp(audio, out):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--voice-db", type=float, default=None,
               help="mir1k/ikala: remix voice vs accompaniment at this ratio in dB (track ids get _v<dB>dB).")
-def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress, voice_db):
+@click.option("--augment", "augment_spec", default=None, metavar="SPEC",
+              help="mir1k/ikala: render augmented variants (pitch shift, mixes, effects) with this spec: a preset "
+                   "(train, robust) or a TOML file; track ids get __aug<k>.")
+@click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --augment: variants per clip.")
+def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress, voice_db,
+            augment_spec, variants):
     """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
     from hkdsme.pipeline import datasets
     from hkdsme.pipeline.extract import extract as run_extract
 
     if out is None:
-        out = Path("data_cache") / (dataset + (f"-{split}" if split else ""))
+        out = Path("data_cache") / (dataset + (f"-{split}" if split else "")
+                                    + (f"-aug-{Path(augment_spec).stem}" if augment_spec else ""))
+    augment = None
     try:   # absolute paths: worker processes need not share our cwd
         options = {} if voice_db is None else {"voice_db": voice_db}
         tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit,
                                       **options)
+        if augment_spec is not None:
+            from hkdsme.pipeline import augment as aug
+
+            spec = aug.load_spec(augment_spec)
+            tracks = aug.augment_tracks(tracks, spec, variants)
+            augment = spec.to_dict()
     except (InputError, ValueError, KeyError) as e:
         raise click.ClickException(str(e)) from None
     if not tracks:
@@ -87,12 +101,16 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
     t0 = time.perf_counter()
     try:
         s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
-                        progress=not no_progress, dataset=dataset, echo=click.echo)
+                        progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment)
     except (InputError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
+    wall = time.perf_counter() - t0
     click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
-               f"in {time.perf_counter() - t0:.1f} s; cache holds {s['tracks']} tracks, "
+               f"in {wall:.1f} s; cache holds {s['tracks']} tracks, "
                f"{_hms(s['hours'] * 3600)} of audio, {s['segments']} segments")
+    if s["done"]:
+        click.echo(f"extraction speed: {s['audio_s']:.1f} s of audio in {wall:.1f} s wall = "
+                   f"{s['audio_s'] / max(wall, 1e-9):.1f}x realtime")
     if not s["ok"]:
         sys.exit(1)
 

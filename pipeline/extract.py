@@ -83,8 +83,9 @@ def process_track(track, out: str | os.PathLike, shard_rel: str, dataset: str) -
         return {"failed": f"{track.audio_path}: {type(e).__name__}: {e}"}
 
 
-def _prepare(out: Path, dataset: str, force: bool) -> dict:
-    """Load / create the manifest, refusing a cache built with other feature parameters unless ``force``."""
+def _prepare(out: Path, dataset: str, force: bool, augment: dict | None = None) -> dict:
+    """Load / create the manifest, refusing a cache built with other feature parameters or another
+    augmentation spec (``shards.cache_hash``) unless ``force``."""
     out.mkdir(parents=True, exist_ok=True)
     m = shards.load_manifest(out)
     if m is not None and not force:
@@ -92,13 +93,20 @@ def _prepare(out: Path, dataset: str, force: bool) -> dict:
             raise InputError(out / shards.MANIFEST,
                              f"cache was built with feature hash {m['feature_hash']}, current parameters give "
                              f"{grid.feature_hash()}; use --force to rebuild it")
+        if shards.manifest_cache_hash(m) != shards.cache_hash(grid.feature_hash(), augment):
+            have = m.get("augment")
+            what = "no augmentation" if have is None else f"augmentation spec {have.get('name', '?')!r}"
+            want = "no augmentation" if augment is None else f"spec {augment.get('name', '?')!r}"
+            raise InputError(out / shards.MANIFEST, f"cache was built with {what} (hash "
+                                                    f"{shards.manifest_cache_hash(m)}), this run uses {want}; "
+                                                    "use another --out or --force")
         if m.get("dataset") not in (None, dataset):
             raise InputError(out / shards.MANIFEST, f"cache holds dataset {m['dataset']!r}, not {dataset!r}; "
                                                     "use another --out or --force")
     if m is None or force:
         if force:
             shutil.rmtree(out / shards.SHARD_DIR, ignore_errors=True)
-        m = shards.new_manifest(dataset)
+        m = shards.new_manifest(dataset, augment)
     (out / shards.SHARD_DIR).mkdir(exist_ok=True)
     for leftover in list(out.glob("*.tmp-*")) + list((out / shards.SHARD_DIR).glob("*.tmp-*")):
         leftover.unlink(missing_ok=True)   # from a killed run; safe: one extract per cache at a time
@@ -106,13 +114,14 @@ def _prepare(out: Path, dataset: str, force: bool) -> dict:
 
 
 def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = False, strict: bool = False,
-            progress: bool = True, dataset: str | None = None, echo=print) -> dict:
+            progress: bool = True, dataset: str | None = None, echo=print, augment: dict | None = None) -> dict:
     """Extract ``tracks`` into the cache folder ``out``; return the run summary.
 
     Summary: ``done`` / ``skipped`` (already cached) / ``failed`` counts, ``failures`` (one line each),
     ``hours`` and ``segments`` of the whole cache. Each failure is also reported via ``echo`` as
     ``skip <file>: <reason>``. ``strict`` only marks the summary (``summary["ok"]``); the CLI turns it into the
-    exit code.
+    exit code. ``augment``: the augmentation spec (``AugmentSpec.to_dict()``) the tracks were made with; it is
+    stored in the manifest and part of its ``cache_hash``. ``audio_s``: seconds of audio extracted by this run.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -126,7 +135,7 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     if dataset is None:
         names = sorted({t.dataset for t in tracks})
         dataset = names[0] if len(names) == 1 else "+".join(names)
-    m = _prepare(out, dataset, force)
+    m = _prepare(out, dataset, force, augment)
 
     todo, skipped = [], 0
     for t in tracks:
@@ -140,6 +149,7 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
 
     failures = []
     done = 0
+    audio_s = 0.0
     if todo:
         if backend == "dask":
             _dask_client()
@@ -160,6 +170,7 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
                     m["failed"].pop(track_id, None)
                     m["tracks"][track_id] = res
                     done += 1
+                    audio_s += res["duration_s"]
                 shards.write_manifest(out, m)
                 bar.update()
         finally:
@@ -170,7 +181,7 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
         "out": str(out), "dataset": dataset, "done": done, "skipped": skipped, "failed": len(failures),
         "failures": failures, "tracks": len(m["tracks"]),
         "hours": sum(e["duration_s"] for e in entries) / 3600.0,
-        "segments": sum(e["n_segments"] for e in entries),
+        "segments": sum(e["n_segments"] for e in entries), "audio_s": audio_s,
     }
     summary["ok"] = not (strict and failures)
     return summary

@@ -157,9 +157,27 @@ def shard_ok(path) -> bool:
 
 # ---------------------------------------------------------------- manifest
 
-def new_manifest(dataset: str) -> dict:
-    return {"version": MANIFEST_VERSION, "dataset": dataset, "feature_params": grid.FEATURE_PARAMS,
-            "feature_hash": grid.feature_hash(), "tracks": {}, "failed": {}}
+def cache_hash(feature_hash: str, augment: dict | None = None) -> str:
+    """Hash of what a cache's shards depend on: the feature parameters and, for augmented caches, the
+    augmentation spec (its canonical JSON). Plain caches: ``cache_hash(fh) == cache_hash(fh, None)``."""
+    import hashlib
+
+    blob = feature_hash + "|" + ("" if augment is None else json.dumps(augment, sort_keys=True, separators=(",", ":")))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def manifest_cache_hash(manifest: dict) -> str:
+    """``cache_hash`` of a loaded manifest (older manifests have no ``augment`` entry: plain)."""
+    return cache_hash(manifest["feature_hash"], manifest.get("augment"))
+
+
+def new_manifest(dataset: str, augment: dict | None = None) -> dict:
+    m = {"version": MANIFEST_VERSION, "dataset": dataset, "feature_params": grid.FEATURE_PARAMS,
+         "feature_hash": grid.feature_hash(), "tracks": {}, "failed": {}}
+    if augment is not None:
+        m["augment"] = augment
+    m["cache_hash"] = cache_hash(m["feature_hash"], augment)
+    return m
 
 
 def load_manifest(cache_dir) -> dict | None:
