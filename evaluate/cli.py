@@ -27,16 +27,19 @@ def _fail(e: Exception):
 @click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=str),
               help="Feature cache from `hkd-prep extract` (used when its feature hash matches).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="auto = bf16 where the hardware runs it natively, else fp32.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N tracks.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write one PNG per track.")
-def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, limit, plots):
+def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, precision, limit, plots):
     """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA)."""
     from hkdsme.evaluate.report import run_report
 
     try:
         r = run_report(list(checkpoints), dataset, root, split=split, out_dir=out_dir, cache_dir=cache_dir,
-                       device=device, batch_size=batch_size, plots=plots, limit=limit, log=click.echo)
+                       device=device, batch_size=batch_size, precision=precision, plots=plots, limit=limit,
+                       log=click.echo)
     except (InputError, ValueError) as e:
         _fail(e)
     from pathlib import Path
@@ -55,8 +58,10 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))
 @click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size):
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="auto = bf16 where the hardware runs it natively, else fp32.")
+def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
     Bad files are reported and skipped; the exit status is 1 if any failed.
@@ -65,7 +70,7 @@ def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size):
 
     try:
         written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
-                                        device=device, batch_size=batch_size)
+                                        device=device, batch_size=batch_size, precision=precision)
     except (InputError, NoDefaultModel, ValueError) as e:
         _fail(e)
     for src, dst in written.items():

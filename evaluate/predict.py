@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hkdsme.model.runtime import autocast
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.cfp import log_compress, scale_
 from hkdsme.pipeline.errors import InputError
 
+DEFAULT_BATCH = 32                # segments per forward pass: fastest measured on CPU (benchmarks/bench_all.py)
 DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
 CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
 MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
@@ -127,19 +129,28 @@ class Predictor:
     trade memory for speed without changing the result.
     """
 
-    def __init__(self, checkpoint=None, device="cpu", batch_size: int = 16, *, block_s: float = DEFAULT_BLOCK_S,
-                 max_held_frames: int = MAX_HELD_FRAMES):
+    def __init__(self, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, *,
+                 block_s: float = DEFAULT_BLOCK_S, max_held_frames: int = MAX_HELD_FRAMES, precision: str = "auto",
+                 channels_last: bool | None = None):
+        from hkdsme.model import runtime
         from hkdsme.model.checkpoint import load_checkpoint
 
         self.device = _device(device)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.precision_info = runtime.resolve_precision(precision, self.device)
+        self.precision = self.precision_info.name
+        self.channels_last = runtime.use_channels_last(self.device) if channels_last is None else bool(channels_last)
+        if self.device.type == "cpu":
+            runtime.configure_threads()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.model, self.meta = load_checkpoint(self.checkpoint, expected_feature_hash=grid.feature_hash(),
                                                 map_location=self.device)
         self.model.eval()
         if getattr(self.model, "heads", False):
             self.model.heads = False  # projector heads are training-only; the melody logits do not use them
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = int(batch_size)
         self.block_frames = _block_frames(block_s)
         self.max_held_frames = int(max_held_frames)
@@ -162,8 +173,11 @@ class Predictor:
             chunk = np.zeros((3, grid.N_FREQ, (s1 - s0) * grid.SEG_LEN), dtype=np.float32)
             chunk[:, :, :f1_ - f0_] = feats[:, :, f0_:f1_]
             # (3, 320, n·64) → (n, 3, 320, 64): segment i holds frames 64i .. 64i+63
-            batch = np.ascontiguousarray(chunk.reshape(3, grid.N_FREQ, s1 - s0, grid.SEG_LEN).transpose(2, 0, 1, 3))
-            logits = self.model(torch.from_numpy(batch).to(self.device)).logits
+            batch = torch.from_numpy(chunk.reshape(3, grid.N_FREQ, s1 - s0, grid.SEG_LEN).transpose(2, 0, 1, 3))
+            batch = batch.to(self.device).contiguous(
+                memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            with autocast(self.precision, self.device):
+                logits = self.model(batch).logits
             out[f0_:f0_ + (s1 - s0) * grid.SEG_LEN] = bins_from_output(logits).reshape(-1).cpu().numpy()
         return out[:t]
 
@@ -179,23 +193,32 @@ class Predictor:
 
         Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
         """
+        return self._back(self._front(x, path), return_spectrum)
+
+    def _front(self, x, path=None):
+        """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP."""
+        x = check_audio(x, path)
+        n = grid.n_frames(x.size)
+        try:
+            feats = streamed_cfp(x, self.block_frames) if n <= self.max_held_frames else None
+        except InputError as e:
+            raise InputError(path, e.reason) from None
+        return x, n, feats, path
+
+    def _back(self, front, want_spec: bool):
+        """Second stage: the network (and, for long audio, the two-pass CFP) → ``(times, f0[, spectrum])``."""
         from hkdsme.model.decode import bins_to_hz
 
-        x = check_audio(x, path)
+        x, n, feats, path = front
         try:
-            n = grid.n_frames(x.size)
-            if n <= self.max_held_frames:
-                bins, spec = self._one_pass(x, n, return_spectrum)
+            if feats is not None:
+                bins, spec = self.bins_from_features(feats), (feats[0].copy() if want_spec else None)
             else:
-                bins, spec = self._two_pass(x, n, return_spectrum)
+                bins, spec = self._two_pass(x, n, want_spec)
         except InputError as e:
             raise InputError(path, e.reason) from None
         out = (grid.frame_times(n), np.asarray(bins_to_hz(bins), dtype=np.float64))
-        return out + (spec,) if return_spectrum else out
-
-    def _one_pass(self, x, n, want_spec):
-        feats = streamed_cfp(x, self.block_frames)
-        return self.bins_from_features(feats), (feats[0].copy() if want_spec else None)
+        return out + (spec,) if want_spec else out
 
     def _two_pass(self, x, n, want_spec):
         lo = np.full(3, np.inf, dtype=np.float32)
@@ -215,9 +238,40 @@ class Predictor:
 
     def predict_file(self, path, *, return_spectrum: bool = False):
         """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
+        return self._back(self._front_file(path), return_spectrum)
+
+    def _front_file(self, path):
         from hkdsme.pipeline.audio import load_audio
 
-        return self.predict_audio(load_audio(path, sr=grid.SR), path=path, return_spectrum=return_spectrum)
+        return self._front(load_audio(path, sr=grid.SR), path)
+
+    def predict_many(self, paths, *, return_spectrum: bool = False, prefetch: bool = True):
+        """Yield ``(path, result or InputError)`` for every path, in order.
+
+        With ``prefetch``, decoding + CFP of file ``i+1`` runs in a worker thread while the network works on file
+        ``i`` (numba, scipy.fft, soxr and torch release the GIL), so the two stages overlap. Same results as
+        :meth:`predict_file` one by one.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = list(paths)
+        if not prefetch or len(paths) < 2:
+            for p in paths:
+                try:
+                    yield p, self.predict_file(p, return_spectrum=return_spectrum)
+                except InputError as e:
+                    yield p, e
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hkd-cfp") as pool:
+            nxt = pool.submit(self._front_file, paths[0])
+            for i, p in enumerate(paths):
+                cur = nxt
+                if i + 1 < len(paths):
+                    nxt = pool.submit(self._front_file, paths[i + 1])
+                try:
+                    yield p, self._back(cur.result(), return_spectrum)
+                except InputError as e:
+                    yield p, e
 
 
 def _to_8k(audio, sr) -> np.ndarray:
@@ -233,13 +287,35 @@ def _to_8k(audio, sr) -> np.ndarray:
     return resample(x, int(sr), grid.SR)
 
 
-def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = 16):
+_PREDICTORS: dict = {}
+_MAX_PREDICTORS = 4
+
+
+def _cached_predictor(checkpoint, device, batch_size, precision) -> Predictor:
+    """One loaded network per (checkpoint file and mtime, device, batch, precision) per process."""
+    path = Path(checkpoint).resolve() if checkpoint is not None else default_checkpoint()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None                     # missing file: let Predictor raise its own error
+    key = (str(path), stamp, str(device), int(batch_size), precision)
+    pred = _PREDICTORS.pop(key, None) or Predictor(checkpoint=path, device=device, batch_size=batch_size,
+                                                    precision=precision)
+    _PREDICTORS[key] = pred              # most recently used last
+    while len(_PREDICTORS) > _MAX_PREDICTORS:
+        _PREDICTORS.pop(next(iter(_PREDICTORS)))
+    return pred
+
+
+def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
+                   precision: str = "auto"):
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
 
     ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
-    multichannel arrays are averaged). ``checkpoint``: None → the embedded default model.
+    multichannel arrays are averaged). ``checkpoint``: None → the embedded default model. The network is
+    loaded once per process and reused by later calls with the same arguments.
     """
-    pred = Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size)
+    pred = _cached_predictor(checkpoint, device, batch_size, precision)
     if isinstance(audio, (str, Path)):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
@@ -278,7 +354,8 @@ def _unique(path: Path, taken: set) -> Path:
 
 
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
-                  batch_size: int = 16, predictor: Predictor | None = None, progress: bool = True):
+                  batch_size: int = DEFAULT_BATCH, precision: str = "auto", predictor: Predictor | None = None,
+                  progress: bool = True):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
     Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
@@ -291,16 +368,15 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size)
+    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision)
     files, failed = expand_inputs(paths)
     written, taken = {}, set()
-    for path in tqdm(files, desc="hkd-eval predict", unit="file", disable=not progress):
-        try:
-            res = pred.predict_file(path, return_spectrum=plot)
-        except InputError as e:
-            failed[path] = e.reason
+    results = pred.predict_many(files, return_spectrum=plot)
+    for path, res in tqdm(results, total=len(files), desc="hkd-eval predict", unit="file", disable=not progress):
+        if isinstance(res, InputError):
+            failed[path] = res.reason
             if progress:
-                tqdm.write(f"skipped {e}")
+                tqdm.write(f"skipped {res}")
             continue
         times, f0 = res[0], res[1]
         folder = Path(out_dir) if out_dir is not None else path.parent

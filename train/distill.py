@@ -258,7 +258,7 @@ class DistillTrainer(Trainer):
                 if self.channels_last:
                     teacher = teacher.to(memory_format=torch.channels_last)
                 sets = {"labeled": self.lab, **({"unlabeled": self.unl} if self.unl is not None else {})}
-                with torch.no_grad():
+                with torch.inference_mode():
                     build_teacher_cache(path, teacher, sets, key, device=self.device, precision=self.precision,
                                         batch=int(self.cfg["teacher_batch"]), train_mode=self.cfg["faithful"],
                                         channels_last=self.channels_last)
@@ -295,7 +295,7 @@ class DistillTrainer(Trainer):
         model.eval()
         uidx = []
         try:
-            with atomic_path(path) as tmp, h5py.File(tmp, "w") as h, torch.no_grad():
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as h, torch.inference_mode():
                 probs = _chunked(h, "probs", 0, model.n_classes)
                 for r, b, out in predict_segments(model, self.unl, rows, device=self.device,
                                                   precision=self.precision, batch=int(cfg["hcr_batch"]),

@@ -18,7 +18,6 @@ provide the model, the epoch's training data and the loss.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from hkdsme.model import checkpoint as ckpt
+from hkdsme.model import runtime
 from hkdsme.model.decode import bins_from_output, decode_track
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import config as config_mod
@@ -39,25 +39,9 @@ from hkdsme.train.dataset import SegmentBatchSampler, ShardDataset, make_loader
 
 
 # --------------------------------------------------------------------------------------------- precision
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` → bf16 (fp16 on CUDA without bf16). fp16 on CPU is refused (no GradScaler there)."""
-    if name == "auto":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            return "fp16"
-        return "bf16"
-    if name not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32|bf16|fp16|auto, got {name!r}")
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs --device cuda (use bf16 on CPU)")
-    return name
-
-
-def autocast(precision: str, device: torch.device):
-    """Autocast context for ``precision`` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+# Chosen by what the hardware runs natively (hkdsme.model.runtime); kept here under their old names.
+resolve_precision = runtime.resolve_precision
+autocast = runtime.autocast
 
 
 # --------------------------------------------------------------------------------------------- randomness
@@ -113,7 +97,7 @@ def _unpack_optimizer(sd: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- validation
-@torch.no_grad()
+@torch.inference_mode()
 def predict_segments(model, ds: ShardDataset, indices, *, device, precision="fp32", batch: int = 64,
                      channels_last: bool = False):
     """Yield ``(indices, batch dict, NetOutput)`` for ``indices`` in batches of ``batch`` (model in eval mode)."""
@@ -178,7 +162,9 @@ class Trainer:
         self.run = Path(cfg["out"])
         self.info = ddp.init(cfg["device"])
         self.device = self.info.device
-        self.precision = resolve_precision(cfg["precision"], self.device)
+        self.threads = runtime.configure_threads() if self.device.type == "cpu" else torch.get_num_threads()
+        self.precision_info = resolve_precision(cfg["precision"], self.device)
+        self.precision = self.precision_info.name
         self.channels_last = bool(cfg["channels_last"])
         self.feature_hash = ""
         self.log_lines: list[str] = []         # last few log messages (tests, CLI echo)
@@ -241,7 +227,7 @@ class Trainer:
 
     def _save(self, name: str, model, optimizer, scaler, epoch: int, metrics: dict, best: float, sampler_state,
               rng_all) -> None:
-        extra = {"epoch": epoch}
+        extra = {"epoch": epoch, "precision": self.precision, "precision_reason": self.precision_info.reason}
         if name == "last.pt":
             extra["train_state"] = {
                 "epoch": epoch, "best_oa": best, "optimizer": _pack_optimizer(optimizer.state_dict()),
@@ -308,6 +294,9 @@ class Trainer:
             seed_everything(seed + info.rank)      # per-rank dropout / worker seeds
         if info.main:
             config_mod.save(cfg, self.run, self.command)
+            self.log(f"precision {self.precision} ({self.precision_info.reason}); "
+                     f"{'channels_last' if self.channels_last else 'contiguous'}; {self.threads} threads; "
+                     f"{runtime.describe() if self.device.type == 'cpu' else self.device}")
         net = ddp.wrap(model, info)
         metrics = {}
         for epoch in range(start, int(cfg["epochs"])):
@@ -334,6 +323,7 @@ class Trainer:
                                      batch=int(cfg["val_batch"]), channels_last=self.channels_last)
                 metrics.update({f"val_{k}": v for k, v in val.items()})
             metrics["lr"] = lr
+            metrics["precision"] = self.precision
             metrics["epoch_wall_s"] = time.perf_counter() - wall0
             metrics["epoch_cpu_s"] = time.process_time() - cpu0      # all threads of this process
             rng_all = ddp.all_gather_objects(rng_state(), info)
