@@ -108,6 +108,8 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
     click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
                f"in {wall:.1f} s; cache holds {s['tracks']} tracks, "
                f"{_hms(s['hours'] * 3600)} of audio, {s['segments']} segments")
+    if s.get("all_failed"):
+        click.echo(f"Error: every track failed ({s['failed']} of {s['failed']}); nothing was extracted", err=True)
     if s["done"]:
         click.echo(f"extraction speed: {s['audio_s']:.1f} s of audio in {wall:.1f} s wall = "
                    f"{s['audio_s'] / max(wall, 1e-9):.1f}x realtime")
@@ -117,9 +119,12 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
 
 @main.command()
 @click.argument("cache_dir", type=click.Path(path_type=Path))
-def info(cache_dir):
+@click.option("--verify", is_flag=True,
+              help="Read every shard: check its checksum, structure and that features are finite (~0.6 s/GB); "
+                   "exit 1 if any is bad.")
+def info(cache_dir, verify):
     """Summary of a feature cache written by `hkd-prep extract`."""
-    from hkdsme.pipeline.shards import open_cache
+    from hkdsme.pipeline.shards import open_cache, read_track, verify_shard
 
     try:
         c = open_cache(cache_dir)
@@ -144,6 +149,22 @@ def info(cache_dir):
         click.echo(f"{k:<13} {v}")
     for tid, reason in sorted(c.failed.items()):
         click.echo(f"  failed {tid}: {reason}")
+    if verify:
+        bad, unchecked = [], 0
+        for tid in sorted(c.tracks):
+            path = c.shard_path(tid)
+            try:
+                if not verify_shard(path, c.checksum(tid), again=True):
+                    unchecked += 1
+                read_track(path, checksum=None)        # structure, mask and finite features
+            except InputError as e:
+                bad.append(str(e))
+        note = f"; {unchecked} without checksum (structure only)" if unchecked else ""
+        click.echo(f"{'verified':<13} {len(entries) - len(bad)} of {len(entries)} shards ok, {len(bad)} bad{note}")
+        for msg in bad:
+            click.echo(f"  bad {msg}")
+        if bad:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,20 @@
 
 Per track: ``audio = track.load_audio()``, ``feats = cfp(audio)`` (3, 320, T); if the track is labeled, its
 native-time f0 goes onto the 10 ms grid (``labels.f0_to_grid``) and ``bins = grid.hz_to_bin(f0)``.
-The manifest is rewritten atomically after every finished track, so an interrupted run keeps everything that
-finished and the next run only does the rest.
+Each finished track is appended to the cache's journal (one fsync'd JSON line, ``shards.Journal``) and the
+journal is folded into ``manifest.json`` at the end (or by the next run after a kill), so an interrupted run
+keeps everything that finished and the next run only does the rest. A shard is skipped only when its bytes match
+the checksum the manifest records; a corrupt one is redone. One extract per cache folder at a time: the run holds
+an exclusive ``flock`` on ``<out>/.lock`` (which names its pid) until it ends.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,17 +83,101 @@ def process_track(track, out: str | os.PathLike, shard_rel: str, dataset: str) -
         info = shards.write_shard(Path(out) / shard_rel, feats, bins, f0, track_id=track.track_id,
                                   dataset=dataset, audio_path=track.audio_path)
         return {"shard": shard_rel, "n_frames": info["n_frames"], "n_segments": info["n_segments"],
-                "n_voiced": info["n_voiced"], "duration_s": round(duration, 4), "labeled": ann is not None}
+                "n_voiced": info["n_voiced"], "duration_s": round(duration, 4), "labeled": ann is not None,
+                "checksum": info["checksum"]}
     except InputError as e:
         return {"failed": str(e) if e.path is not None else f"{track.audio_path}: {e.reason}"}
     except Exception as e:  # noqa: BLE001 - reported per file, see docstring
         return {"failed": f"{track.audio_path}: {type(e).__name__}: {e}"}
 
 
+LOCK = ".lock"
+# temp names of pipeline.atomic (".<name>.tmp-<pid>-<random>") and older "<name>.tmp-<pid>" leftovers
+_TMP = re.compile(r".+\.tmp-\d+(-[A-Za-z0-9_]+)?")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def cache_lock(out: Path):
+    """Hold an exclusive lock on cache folder ``out`` (``fcntl.flock`` on ``out/.lock``, holding our pid).
+
+    Raises ``InputError`` naming the holder's pid when another live process holds it. A lock whose holder died
+    is released by the kernel and simply taken over; where ``flock`` is unsupported (some network filesystems)
+    the pid in the file decides (a dead or missing pid: taken over).
+    """
+    p = out / LOCK
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _lock_pid(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or (
+                    holder is not None and holder != os.getpid() and _pid_alive(holder)):
+                who = f"pid {holder}" if holder is not None else "another process"
+                raise InputError(out, f"cache is being written by another `hkd-prep extract` ({who}, lock "
+                                      f"{p}); wait for it to finish or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)          # releases the flock
+
+
+def _lock_pid(fd) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip() or "x")
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_leftovers(out: Path) -> int:
+    """Delete temp files of killed writes (``pipeline.atomic`` names) in ``out`` and ``out/shards``.
+
+    Safe because the caller holds the cache lock: no other extract is writing here.
+    """
+    n = 0
+    for folder in (out, out / shards.SHARD_DIR):
+        for f in folder.glob("*.tmp-*"):
+            if _TMP.fullmatch(f.name) and f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def _entry_ok(out: Path, entry: dict) -> bool:
+    """Can a cached track be kept? Its shard must open consistently and match its recorded checksum. An entry
+    of a cache made before checksums gets one, if the whole shard reads back with finite features."""
+    path = out / entry["shard"]
+    if not shards.shard_ok(path):
+        return False
+    try:
+        if entry.get("checksum"):
+            return shards.verify_shard(path, entry["checksum"])
+        shards.read_track(path, checksum=None)
+    except InputError:
+        return False
+    entry["checksum"] = shards.file_checksum(path)
+    return True
+
+
 def _prepare(out: Path, dataset: str, force: bool, augment: dict | None = None) -> dict:
     """Load / create the manifest, refusing a cache built with other feature parameters or another
     augmentation spec (``shards.cache_hash``) unless ``force``."""
     out.mkdir(parents=True, exist_ok=True)
+    if force:
+        (out / shards.JOURNAL).unlink(missing_ok=True)
+    else:
+        shards.compact_journal(out)          # a killed run's finished tracks
     m = shards.load_manifest(out)
     if m is not None and not force:
         if m["feature_hash"] != grid.feature_hash():
@@ -108,8 +199,7 @@ def _prepare(out: Path, dataset: str, force: bool, augment: dict | None = None) 
             shutil.rmtree(out / shards.SHARD_DIR, ignore_errors=True)
         m = shards.new_manifest(dataset, augment)
     (out / shards.SHARD_DIR).mkdir(exist_ok=True)
-    for leftover in list(out.glob("*.tmp-*")) + list((out / shards.SHARD_DIR).glob("*.tmp-*")):
-        leftover.unlink(missing_ok=True)   # from a killed run; safe: one extract per cache at a time
+    _remove_leftovers(out)
     return m
 
 
@@ -120,12 +210,10 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     Summary: ``done`` / ``skipped`` (already cached) / ``failed`` counts, ``failures`` (one line each),
     ``hours`` and ``segments`` of the whole cache. Each failure is also reported via ``echo`` as
     ``skip <file>: <reason>``. ``strict`` only marks the summary (``summary["ok"]``); the CLI turns it into the
-    exit code. ``augment``: the augmentation spec (``AugmentSpec.to_dict()``) the tracks were made with; it is
-    stored in the manifest and part of its ``cache_hash``. ``audio_s``: seconds of audio extracted by this run.
+    exit code; ``summary["all_failed"]`` (every track failed, nothing usable) makes it non-zero regardless.
+    Raises ``InputError`` if another extract holds the folder's lock. ``augment``: the augmentation spec
+    (``AugmentSpec.to_dict()``) the tracks were made with; it is stored in the manifest and part of its ``cache_hash``. ``audio_s``: seconds of audio extracted by this run.
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     tracks = list(tracks)
     out = Path(out).absolute()   # reused loky workers may run in another cwd (track paths: see the CLI)
     ids = [t.track_id for t in tracks]
@@ -135,17 +223,25 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     if dataset is None:
         names = sorted({t.dataset for t in tracks})
         dataset = names[0] if len(names) == 1 else "+".join(names)
-    m = _prepare(out, dataset, force, augment)
+    out.mkdir(parents=True, exist_ok=True)
+    with cache_lock(out):
+        return _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment)
 
+
+def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment) -> dict:
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    m = _prepare(out, dataset, force, augment)
     todo, skipped = [], 0
     for t in tracks:
         entry = m["tracks"].get(t.track_id)
-        if entry is not None and shards.shard_ok(out / entry["shard"]):
+        if entry is not None and _entry_ok(out, entry):
             skipped += 1
         else:
             m["tracks"].pop(t.track_id, None)
             todo.append(t)
-    shards.write_manifest(out, m)
+    shards.write_manifest(out, m)        # once per run; finished tracks go to the journal
 
     failures = []
     done = 0
@@ -156,9 +252,11 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
         par = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
         tasks = (delayed(_task)(t, str(out), shards.shard_relpath(t.track_id), dataset) for t in todo)
         bar = tqdm(total=len(todo), desc=f"extract {dataset}", unit="track", disable=not progress)
+        journal = shards.Journal(out)
         try:
             for track_id, res in par(tasks):
                 if "failed" in res:
+                    journal.append(track_id, failed=res["failed"])
                     m["failed"][track_id] = res["failed"]
                     failures.append(res["failed"])
                     msg = f"skip {res['failed']}"
@@ -167,14 +265,16 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
                     else:
                         echo(msg)
                 else:
+                    journal.append(track_id, entry=res)
                     m["failed"].pop(track_id, None)
                     m["tracks"][track_id] = res
                     done += 1
                     audio_s += res["duration_s"]
-                shards.write_manifest(out, m)
                 bar.update()
         finally:
             bar.close()
+            journal.close()
+            shards.compact_journal(out)
 
     entries = m["tracks"].values()
     summary = {
@@ -183,7 +283,8 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
         "hours": sum(e["duration_s"] for e in entries) / 3600.0,
         "segments": sum(e["n_segments"] for e in entries), "audio_s": audio_s,
     }
-    summary["ok"] = not (strict and failures)
+    summary["all_failed"] = bool(tracks) and len(failures) == len(tracks)
+    summary["ok"] = not (strict and failures) and not summary["all_failed"]
     return summary
 
 

@@ -25,7 +25,8 @@ def test_round_trip_and_padding(tmp_path, t, s):
     feats, bins, f0 = _track(t)
     p = tmp_path / "shards" / "a.h5"
     info = _write(p, feats, bins, f0)
-    assert info == {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(bins))}
+    assert info == {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(bins)),
+                    "checksum": shards.file_checksum(p)}
     assert not list(p.parent.glob("*.tmp-*"))
 
     got_f, got_b, got_f0 = shards.read_track(p)

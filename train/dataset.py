@@ -13,6 +13,7 @@ Handles are opened lazily in the process that reads (DataLoader workers inherit 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import h5py
@@ -23,14 +24,31 @@ from hkdsme.pipeline import grid, shards
 from hkdsme.pipeline.errors import InputError
 
 SEG_SHAPE = (3, grid.N_FREQ, grid.SEG_LEN)
+# Shards with an open file handle (memory map) per process at most; the rest are reopened on demand (their
+# offsets, bins and mask stay in RAM, so a reopen is one open + mmap). $HKDSME_MAX_OPEN_SHARDS overrides it.
+MAX_OPEN_SHARDS = 64
+
+
+def default_max_open() -> int:
+    """:data:`MAX_OPEN_SHARDS`, or a quarter of the soft ``ulimit -n`` where that is lower."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return MAX_OPEN_SHARDS
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return MAX_OPEN_SHARDS
+    return max(1, min(MAX_OPEN_SHARDS, soft // 4))
 
 
 class ChunkedArray:
     """Row ``i`` of an HDF5 dataset ``(N, *shape)`` chunked ``(1, *shape)``, read through a memory map.
 
     ``read_into(out, rows)`` casts the rows into ``out`` (any float dtype). Falls back to ``dset[i]`` when the
-    dataset is compressed/filtered or not chunked one row per chunk. Not picklable once opened; open it in
-    the process that reads (see :class:`ShardDataset`).
+    dataset is compressed/filtered or not chunked one row per chunk. :meth:`close` gives the file handle back
+    but keeps the row offsets, and the next read reopens it (one ``open`` + ``mmap``): what lets
+    :class:`ShardDataset` bound its open files. Not picklable once opened; open it in the process that reads.
     """
 
     def __init__(self, path, name: str):
@@ -40,15 +58,14 @@ class ChunkedArray:
         d = self._file[name]
         self.shape = d.shape
         self.dtype = d.dtype
-        row = int(np.prod(d.shape[1:])) * d.dtype.itemsize
-        self.offsets = self._offsets(d, row)
+        self._row_bytes = int(np.prod(d.shape[1:])) * d.dtype.itemsize
+        self.offsets = self._offsets(d, self._row_bytes)
+        self._mm = None
         if self.offsets is not None:
-            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
             self._dset = None
-            self._row_bytes = row
-            self._file.close()           # everything needed is in the map
+            self._file.close()           # everything needed is in the offsets; the map opens on first read
+            self._file = None
         else:
-            self._mm = None
             self._dset = d
 
     @staticmethod
@@ -71,12 +88,23 @@ class ChunkedArray:
 
     @property
     def mapped(self) -> bool:
-        return self._mm is not None
+        """Rows are read through a memory map (not through h5py)."""
+        return self.offsets is not None
+
+    @property
+    def is_open(self) -> bool:
+        """Holds an open file handle (a map or an h5py file) right now."""
+        return self._mm is not None or self._file is not None
 
     def row(self, i: int) -> np.ndarray:
         """Row ``i`` in the stored dtype (a view into the map when mapped)."""
-        if self._mm is None:
+        if self.offsets is None:
+            if self._dset is None:
+                self._file = h5py.File(self.path, "r")
+                self._dset = self._file[self.name]
             return self._dset[i]
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
         o = int(self.offsets[i])
         return self._mm[o:o + self._row_bytes].view(self.dtype).reshape(self.shape[1:])
 
@@ -86,13 +114,18 @@ class ChunkedArray:
         return out
 
     def close(self):
+        """Give the file handle back (the map's file descriptor is closed when the map is freed)."""
         self._mm = None
+        self._dset = None
         if self._file:
             self._file.close()
+        self._file = None
 
 
 def cache_index(dirs, *, expected_hash: str | None = None):
-    """Shards of one or more caches: ``(feature_hash, [(shard_path, n_segments, labeled), ...])``.
+    """Shards of one or more caches: ``(feature_hash, [(shard_path, n_segments, labeled, checksum), ...])``.
+
+    ``checksum`` is the manifest's (None for caches made before checksums).
 
     All folders must share one feature hash; raises ``InputError`` naming both folders otherwise, and for a
     missing/empty folder or one without segments.
@@ -114,7 +147,7 @@ def cache_index(dirs, *, expected_hash: str | None = None):
             info = cache.tracks[track_id]
             s = int(info["n_segments"])
             if s > 0:
-                entries.append((Path(path), s, bool(info.get("labeled", True))))
+                entries.append((Path(path), s, bool(info.get("labeled", True)), info.get("checksum")))
                 n += s
         if n == 0:
             raise InputError(cache.root, "cache holds no segments (empty or every track failed)")
@@ -127,47 +160,79 @@ class ShardDataset(torch.utils.data.Dataset):
     Item ``i``: ``dict(x float32 (3,320,64), bins int64 (64,), mask bool (64,), idx int)``; ``idx`` is the
     global segment index (used to look up teacher logits and pseudo-labels). ``labeled=True`` requires every
     track to carry labels. ``self.track_of[i]`` / ``self.seg_of[i]`` locate segment ``i``.
+
+    Integrity: a shard is checked against its manifest checksum when this process first opens it
+    (``shards.verify_shard``: ~0.6 s per GB, once), and a batch with a non-finite feature is an ``InputError``
+    naming the shard and segment, never a training step. At most ``max_open`` shards (default
+    ``$HKDSME_MAX_OPEN_SHARDS`` or :func:`default_max_open`) hold an open file at once (least recently used first
+    out), so a pool of thousands of shards stays under ``ulimit -n``.
     """
 
-    def __init__(self, dirs, labeled: bool = True, *, expected_hash: str | None = None):
+    def __init__(self, dirs, labeled: bool = True, *, expected_hash: str | None = None,
+                 max_open: int | None = None):
         self.feature_hash, entries = cache_index(dirs, expected_hash=expected_hash)
         if labeled:
-            bad = [p for p, _, lab in entries if not lab]
+            bad = [p for p, _, lab, _ in entries if not lab]
             if bad:
                 raise InputError(bad[0], "track has no labels but was given as labeled data")
         self.labeled = labeled
-        self.paths = [p for p, _, _ in entries]
-        counts = np.array([s for _, s, _ in entries], np.int64)
+        self.paths = [p for p, _, _, _ in entries]
+        self.checksums = [c for _, _, _, c in entries]
+        if max_open is None:
+            max_open = int(os.environ.get("HKDSME_MAX_OPEN_SHARDS", 0)) or default_max_open()
+        if max_open < 1:
+            raise ValueError(f"max_open must be >= 1, got {max_open}")
+        self.max_open = int(max_open)
+        counts = np.array([s for _, s, _, _ in entries], np.int64)
         self.first = np.concatenate([[0], np.cumsum(counts)])           # first global index of each track
         self.track_of = np.repeat(np.arange(len(counts)), counts)
         self.seg_of = np.arange(int(counts.sum())) - self.first[self.track_of]
         self._pid = None
-        self._open: dict[int, tuple] = {}
+        self._open: dict[int, tuple] = {}                  # track -> (features, bins, mask), kept per process
+        self._lru: OrderedDict[int, None] = OrderedDict()  # tracks whose features hold an open file
 
     def __len__(self) -> int:
         return int(self.first[-1])
 
     def __getstate__(self):             # send to workers without open handles
         state = self.__dict__.copy()
-        state["_open"], state["_pid"] = {}, None
+        state["_open"], state["_lru"], state["_pid"] = {}, OrderedDict(), None
         return state
 
+    def __setstate__(self, state):
+        state.setdefault("_lru", OrderedDict())
+        self.__dict__.update(state)
+
+    @property
+    def open_files(self) -> int:
+        """Shards holding an open file handle in this process."""
+        return sum(1 for t in self._lru if self._open[t][0].is_open)
+
     def _track(self, t: int):
-        """``(features ChunkedArray, bins (S,64) int16, mask (S,64) bool)`` of track ``t``, opened once per process."""
+        """``(features ChunkedArray, bins (S,64) int16, mask (S,64) bool)`` of track ``t``, opened (and its
+        checksum verified) once per process; its file handle is one of at most ``max_open``."""
         if self._pid != os.getpid():          # forked worker: never reuse the parent's maps
-            self._open, self._pid = {}, os.getpid()
+            self._open, self._lru, self._pid = {}, OrderedDict(), os.getpid()
         h = self._open.get(t)
         if h is None:
             path = self.paths[t]
+            shards.verify_shard(path, self.checksums[t])
             try:
                 feats = ChunkedArray(path, "features")
                 with h5py.File(path, "r") as f:
                     bins, mask = f["bins"][()], f["mask"][()]
-            except (OSError, KeyError) as e:
+            except (OSError, KeyError, ValueError) as e:
                 raise InputError(path, f"unreadable shard: {e}") from None
             if feats.shape[1:] != SEG_SHAPE or bins.shape != (feats.shape[0], grid.SEG_LEN):
                 raise InputError(path, f"corrupt shard: features {feats.shape}, bins {bins.shape}")
             h = self._open[t] = (feats, bins, mask)
+        if t in self._lru:
+            self._lru.move_to_end(t)
+        else:
+            self._lru[t] = None
+            while len(self._lru) > self.max_open:
+                old, _ = self._lru.popitem(last=False)
+                self._open[old][0].close()
         return h
 
     def __getitem__(self, i: int) -> dict:
@@ -183,8 +248,18 @@ class ShardDataset(torch.utils.data.Dataset):
         for j, i in enumerate(idx):
             t, s = int(self.track_of[i]), int(self.seg_of[i])
             feats, b, m = self._track(t)
-            x[j] = feats.row(s)                       # float16 map → float32 batch buffer, one cast
+            try:
+                x[j] = feats.row(s)                   # float16 map → float32 batch buffer, one cast
+            except (OSError, ValueError) as e:        # e.g. a shard truncated after it was indexed
+                raise InputError(self.paths[t], f"unreadable shard: {e}") from None
             bins[j], mask[j] = b[s], m[s]
+        # features lie in [0, 1]: the sum of a batch is finite unless one value is NaN/inf (~1 ms per
+        # batch of 32, a fraction of the copy above)
+        if not np.isfinite(x.sum()):
+            j = int(np.nonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0][0])
+            t, s = int(self.track_of[idx[j]]), int(self.seg_of[idx[j]])
+            raise InputError(self.paths[t], f"segment {s}: features contain NaN/inf (corrupt shard; "
+                                            "rerun `hkd-prep extract` on its cache)")
         return {"x": torch.from_numpy(x), "bins": torch.from_numpy(bins), "mask": torch.from_numpy(mask),
                 "idx": torch.from_numpy(idx)}
 
@@ -195,6 +270,7 @@ class ShardDataset(torch.utils.data.Dataset):
     def track_reference(self, t: int) -> tuple[int, np.ndarray]:
         """``(n_frames, f0 (n_frames,) float64 Hz)`` of track ``t``: the reference on the 10 ms grid, padding dropped."""
         path = self.paths[t]
+        shards.verify_shard(path, self.checksums[t])
         try:
             with h5py.File(path, "r") as f:
                 f0, mask = f["f0"][()], f["mask"][()]
