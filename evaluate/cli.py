@@ -30,15 +30,21 @@ def _fail(e: Exception):
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto = bf16 where the hardware runs it natively, else fp32.")
+@click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
+              help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
+@click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N tracks.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write one PNG per track.")
-def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, precision, limit, plots):
+def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, precision, decode,
+           voicing_threshold, limit, plots):
     """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA)."""
     from hkdsme.evaluate.report import run_report
 
     try:
         r = run_report(list(checkpoints), dataset, root, split=split, out_dir=out_dir, cache_dir=cache_dir,
-                       device=device, batch_size=batch_size, precision=precision, plots=plots, limit=limit,
+                       device=device, batch_size=batch_size, precision=precision, decode=decode,
+                       voicing_threshold=voicing_threshold, plots=plots, limit=limit,
                        log=click.echo)
     except (InputError, ValueError) as e:
         _fail(e)
@@ -61,7 +67,11 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto = bf16 where the hardware runs it natively, else fp32.")
-def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision):
+@click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
+              help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
+@click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
+def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision, decode, voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
     Bad files are reported and skipped; the exit status is 1 if any failed.
@@ -70,7 +80,8 @@ def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision
 
     try:
         written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
-                                        device=device, batch_size=batch_size, precision=precision)
+                                        device=device, batch_size=batch_size, precision=precision, decode=decode,
+                                        voicing_threshold=voicing_threshold)
     except (InputError, NoDefaultModel, ValueError) as e:
         _fail(e)
     for src, dst in written.items():
@@ -79,6 +90,30 @@ def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision
         click.echo(f"FAILED {src}: {why}", err=True)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(written) + len(failed)} input(s) failed")
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option("--cache", "caches", multiple=True, required=True, type=click.Path(exists=True, path_type=str),
+              help="Labeled validation cache (repeat: plain + robustness); never the test singers.")
+@click.option("--write", is_flag=True, help="Store the calibrated θ in the checkpoint.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+def calibrate(checkpoint, caches, write, device, precision):
+    """Pick the voicing threshold θ of CHECKPOINT for maximum mean OA on validation caches."""
+    from hkdsme.evaluate.calibrate import calibrate_checkpoint
+
+    try:
+        r = calibrate_checkpoint(checkpoint, list(caches), write=write, device=device, precision=precision)
+    except (InputError, ValueError) as e:
+        _fail(e)
+    click.echo(f"θ = {r['theta']:g} ({r['precision']})" + (f", written to {checkpoint}" if write else ""))
+    click.echo("| cache | decoder | VR | VFA | RPA | RCA | OA |")
+    click.echo("|---|---|---:|---:|---:|---:|---:|")
+    for name, rows in r["caches"].items():
+        for dec, sc in rows.items():
+            click.echo(f"| {name} | {dec} | " + " | ".join(f"{sc[k]:.2f}" for k in ("VR", "VFA", "RPA", "RCA", "OA"))
+                       + " |")
 
 
 if __name__ == "__main__":

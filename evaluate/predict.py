@@ -17,7 +17,9 @@ Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame `
 3. The network sees non-overlapping 64-frame segments (frame ``64·s`` starts segment ``s``, exactly as in
    training and in the shards), batched by ``batch_size``; the last one is zero-padded and its padding dropped.
    Blocks are a multiple of 64 frames, so streaming never changes the segmentation.
-4. Decoding: ``k = argmax`` over the 321 rows of the melody channel; ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
+4. Decoding (:mod:`hkdsme.model.decode`): by default the voicing decoder — voiced iff ``1 − p(row 0) ≥ θ``
+   (θ stored in the checkpoint by calibration, else 0.5), pitch = sub-bin refined argmax over rows 1..320;
+   ``decode="argmax"`` gives the paper's ``k = argmax`` over all 321 rows, ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
 
 There is no silent fallback to a random network: without ``checkpoint`` the package's embedded default model
 ``hkdsme/weights/default.pt`` is used, and if it is absent :class:`NoDefaultModel` says how to get one.
@@ -121,6 +123,25 @@ def check_audio(x, path=None) -> np.ndarray:
     return x
 
 
+def _decoder(decode: str, threshold, meta: dict, path) -> tuple[str, float | None]:
+    """``(decode, θ)``: θ given > θ stored in the checkpoint (``extra["voicing_threshold"]``) > 0.5."""
+    from hkdsme.model.decode import DECODERS, VOICING_THRESHOLD, check_threshold
+
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+    if decode == "argmax":
+        return decode, None
+    if threshold is not None:
+        return decode, check_threshold(threshold)
+    stored = (meta.get("extra") or {}).get("voicing_threshold")
+    if stored is None:
+        return decode, VOICING_THRESHOLD
+    try:
+        return decode, check_threshold(stored)
+    except ValueError as e:
+        raise InputError(path, f"checkpoint metadata: {e}") from None
+
+
 class Predictor:
     """A loaded network plus the streaming CFP → f0 pipeline of the module docstring.
 
@@ -131,7 +152,7 @@ class Predictor:
 
     def __init__(self, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, *,
                  block_s: float = DEFAULT_BLOCK_S, max_held_frames: int = MAX_HELD_FRAMES, precision: str = "auto",
-                 channels_last: bool | None = None):
+                 channels_last: bool | None = None, decode: str = "voicing", voicing_threshold: float | None = None):
         from hkdsme.model import runtime
         from hkdsme.model.checkpoint import load_checkpoint
 
@@ -152,6 +173,7 @@ class Predictor:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = int(batch_size)
+        self.decode, self.voicing_threshold = _decoder(decode, voicing_threshold, self.meta, self.checkpoint)
         self.block_frames = _block_frames(block_s)
         self.max_held_frames = int(max_held_frames)
 
@@ -159,14 +181,11 @@ class Predictor:
     def kind(self) -> str:
         return self.meta.get("kind", "?")
 
-    @torch.inference_mode()
-    def bins_from_features(self, feats: np.ndarray) -> np.ndarray:
-        """(3, 320, T) normalised CFP → (T,) int64 bins: 64-frame segments, the tail zero-padded then dropped."""
-        from hkdsme.model.decode import bins_from_output
-
+    def _segment_logits(self, feats: np.ndarray):
+        """Yield ``(first frame, frames, melody logits (n, 321, 64))`` over 64-frame segments of ``feats`` (3, 320, T),
+        the tail zero-padded (its padding is dropped by the callers)."""
         t = feats.shape[-1]
         n_seg = -(-t // grid.SEG_LEN)
-        out = np.zeros(n_seg * grid.SEG_LEN, dtype=np.int64)
         for s0 in range(0, n_seg, self.batch_size):
             s1 = min(s0 + self.batch_size, n_seg)
             f0_, f1_ = s0 * grid.SEG_LEN, min(s1 * grid.SEG_LEN, t)
@@ -176,17 +195,45 @@ class Predictor:
             batch = torch.from_numpy(chunk.reshape(3, grid.N_FREQ, s1 - s0, grid.SEG_LEN).transpose(2, 0, 1, 3))
             batch = batch.to(self.device).contiguous(
                 memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-            with autocast(self.precision, self.device):
+            with torch.inference_mode(), autocast(self.precision, self.device):
                 logits = self.model(batch).logits
-            out[f0_:f0_ + (s1 - s0) * grid.SEG_LEN] = bins_from_output(logits).reshape(-1).cpu().numpy()
-        return out[:t]
+            yield f0_, f1_ - f0_, logits[:, :1].float()
+
+    def bins_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """(3, 320, T) normalised CFP → (T,) int64 argmax bins (the paper's decoder)."""
+        from hkdsme.model.decode import bins_from_output
+
+        out = np.zeros(feats.shape[-1], dtype=np.int64)
+        for a, n, logits in self._segment_logits(feats):
+            out[a:a + n] = bins_from_output(logits).reshape(-1)[:n].cpu().numpy()
+        return out
+
+    def voicing_from_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(3, 320, T) normalised CFP → ``(voicing, hz)`` per frame (:func:`hkdsme.model.decode.voicing_and_pitch`)."""
+        from hkdsme.model.decode import voicing_and_pitch
+
+        v = np.zeros(feats.shape[-1], dtype=np.float32)
+        h = np.zeros(feats.shape[-1], dtype=np.float64)
+        for a, n, logits in self._segment_logits(feats):
+            vv, hh = voicing_and_pitch(logits)
+            v[a:a + n] = vv.reshape(-1)[:n].cpu().numpy()
+            h[a:a + n] = hh.reshape(-1)[:n].cpu().numpy()
+        return v, h
+
+    def f0_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """(3, 320, T) normalised CFP → (T,) f0 in Hz (0 = unvoiced) with this predictor's decoder."""
+        from hkdsme.model.decode import bins_to_hz, f0_from_voicing
+
+        feats = np.asarray(feats, dtype=np.float32)
+        if self.decode == "argmax":
+            return np.asarray(bins_to_hz(self.bins_from_features(feats)), dtype=np.float64)
+        v, h = self.voicing_from_features(feats)
+        return f0_from_voicing(v, h, self.voicing_threshold)
 
     def predict_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(3, 320, T) normalised CFP → ``(times, f0)`` on the 10 ms grid, f0 in Hz, 0 = unvoiced."""
-        from hkdsme.model.decode import bins_to_hz
-
-        bins = self.bins_from_features(np.asarray(feats, dtype=np.float32))
-        return grid.frame_times(bins.size), np.asarray(bins_to_hz(bins), dtype=np.float64)
+        f0 = self.f0_from_features(feats)
+        return grid.frame_times(f0.size), f0
 
     def predict_audio(self, x, *, path=None, return_spectrum: bool = False):
         """8 kHz mono audio → ``(times, f0)`` (+ the normalised spectrum channel (320, T) if ``return_spectrum``).
@@ -207,17 +254,15 @@ class Predictor:
 
     def _back(self, front, want_spec: bool):
         """Second stage: the network (and, for long audio, the two-pass CFP) → ``(times, f0[, spectrum])``."""
-        from hkdsme.model.decode import bins_to_hz
-
         x, n, feats, path = front
         try:
             if feats is not None:
-                bins, spec = self.bins_from_features(feats), (feats[0].copy() if want_spec else None)
+                f0, spec = self.f0_from_features(feats), (feats[0].copy() if want_spec else None)
             else:
-                bins, spec = self._two_pass(x, n, want_spec)
+                f0, spec = self._two_pass(x, n, want_spec)
         except InputError as e:
             raise InputError(path, e.reason) from None
-        out = (grid.frame_times(n), np.asarray(bins_to_hz(bins), dtype=np.float64))
+        out = (grid.frame_times(n), np.asarray(f0, dtype=np.float64))
         return out + (spec,) if want_spec else out
 
     def _two_pass(self, x, n, want_spec):
@@ -227,14 +272,14 @@ class Predictor:
             blo, bhi = _log_extrema(log_compress(raw))
             np.minimum(lo, blo, out=lo)
             np.maximum(hi, bhi, out=hi)
-        bins = np.empty(n, dtype=np.int64)
+        f0 = np.empty(n, dtype=np.float64)
         spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
         for a, raw in raw_cfp_blocks(x, self.block_frames):
             v = scale_(log_compress(raw), lo, hi)
-            bins[a:a + v.shape[-1]] = self.bins_from_features(v)
+            f0[a:a + v.shape[-1]] = self.f0_from_features(v)
             if want_spec:
                 spec[:, a:a + v.shape[-1]] = v[0]
-        return bins, spec
+        return f0, spec
 
     def predict_file(self, path, *, return_spectrum: bool = False):
         """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
@@ -291,16 +336,17 @@ _PREDICTORS: dict = {}
 _MAX_PREDICTORS = 4
 
 
-def _cached_predictor(checkpoint, device, batch_size, precision) -> Predictor:
+def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing", voicing_threshold=None):
     """One loaded network per (checkpoint file and mtime, device, batch, precision) per process."""
     path = Path(checkpoint).resolve() if checkpoint is not None else default_checkpoint()
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
         stamp = None                     # missing file: let Predictor raise its own error
-    key = (str(path), stamp, str(device), int(batch_size), precision)
+    key = (str(path), stamp, str(device), int(batch_size), precision, decode, voicing_threshold)
     pred = _PREDICTORS.pop(key, None) or Predictor(checkpoint=path, device=device, batch_size=batch_size,
-                                                    precision=precision)
+                                                    precision=precision, decode=decode,
+                                                    voicing_threshold=voicing_threshold)
     _PREDICTORS[key] = pred              # most recently used last
     while len(_PREDICTORS) > _MAX_PREDICTORS:
         _PREDICTORS.pop(next(iter(_PREDICTORS)))
@@ -308,14 +354,16 @@ def _cached_predictor(checkpoint, device, batch_size, precision) -> Predictor:
 
 
 def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
-                   precision: str = "auto"):
+                   precision: str = "auto", decode: str = "voicing", voicing_threshold: float | None = None):
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
 
     ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
     multichannel arrays are averaged). ``checkpoint``: None → the embedded default model. The network is
-    loaded once per process and reused by later calls with the same arguments.
+    loaded once per process and reused by later calls with the same arguments. ``decode``: ``"voicing"``
+    (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5) or
+    ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
     """
-    pred = _cached_predictor(checkpoint, device, batch_size, precision)
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold)
     if isinstance(audio, (str, Path)):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
@@ -354,8 +402,8 @@ def _unique(path: Path, taken: set) -> Path:
 
 
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
-                  batch_size: int = DEFAULT_BATCH, precision: str = "auto", predictor: Predictor | None = None,
-                  progress: bool = True):
+                  batch_size: int = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
+                  voicing_threshold: float | None = None, predictor: Predictor | None = None, progress: bool = True):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
     Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
@@ -368,7 +416,8 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision)
+    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
+                                  decode=decode, voicing_threshold=voicing_threshold)
     files, failed = expand_inputs(paths)
     written, taken = {}, set()
     results = pred.predict_many(files, return_spectrum=plot)

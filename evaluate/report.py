@@ -73,7 +73,8 @@ def _open_cache(cache_dir, log):
 
 
 def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report", cache_dir=None, device="cpu",
-               batch_size: int = 32, precision: str = "auto", plots: bool = True, limit=None, progress: bool = True, log=print) -> dict:
+               batch_size: int = 32, precision: str = "auto", decode: str = "voicing",
+               voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print) -> dict:
     """Evaluate ``checkpoints`` on ``dataset`` and write the report files; returns the ``report.json`` dict.
 
     Checkpoints are all loaded first, so a bad one stops the run (``InputError``) before any work is done.
@@ -89,7 +90,8 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
     names = checkpoint_names(checkpoints)
-    preds = {n: Predictor(c, device=device, batch_size=batch_size, precision=precision) for n, c in zip(names, checkpoints)}
+    preds = {n: Predictor(c, device=device, batch_size=batch_size, precision=precision, decode=decode,
+                          voicing_threshold=voicing_threshold) for n, c in zip(names, checkpoints)}
     tracks = list_tracks(dataset, root, split=split, limit=limit)
     cache = _open_cache(cache_dir, log)
     out = Path(out_dir)

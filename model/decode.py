@@ -1,11 +1,27 @@
-"""From network output to an f0 track (method.md §2.1).
+"""From network output to an f0 track: the voicing decoder (default) and the paper's argmax.
+
+Voicing decoder (``decode="voicing"``), per frame ``t`` of the melody channel ``p = softmax(logits)[0]``
+(321 rows, row 0 = "unvoiced"):
+
+- voicing ``v_t = 1 − p[0, t]``, the total probability of all pitch rows; voiced iff ``v_t ≥ θ``.
+  (The argmax lets row 0 win whenever it beats the single best pitch row, even when most of the mass says
+  "voiced"; spreading over neighbouring pitch rows is normal, so the argmax under-reports voicing.)
+- pitch row ``k* = argmax_{r ≥ 1} p[r, t]``, refined to sub-bin resolution by the probability-weighted mean
+  row over ``k* − R … k* + R`` (clipped to 1..320), ``R = REFINE_RADIUS`` (as torchcrepe's weighted argmax);
+- Hz: ``31 · 2^(k/60)`` of the refined (fractional) row ``k``; 0 where unvoiced.
+
+``θ`` defaults to 0.5; ``hkd-eval calibrate`` (or training's validation) picks the θ of maximum validation OA
+and stores it in the checkpoint (``extra["voicing_threshold"]``), which predict and report then use.
+
+Argmax decoder (``decode="argmax"``, the paper's; also under ``--faithful``):
 
 - bin per frame: ``k = argmax_r probs[0, r, t]`` over the 321 rows of the melody channel (0 = unvoiced);
   logits give the same argmax because the softmax is monotonic per column.
 - Hz: ``31 · 2^(k/60)`` as float for ``k ≥ 1``, ``0`` for ``k = 0``. The official ``pred2res`` writes the
   same value into an int64 array, i.e. ``floor``; we keep the float (no 20-cent grid truncation error).
-- whole tracks: consecutive 64-frame segments are concatenated and cut to the track's true length;
-  frame ``i`` is at ``(i + 1) · 10 ms`` (:func:`hkdsme.pipeline.grid.frame_times`).
+
+Whole tracks: consecutive 64-frame segments are concatenated and cut to the track's true length;
+frame ``i`` is at ``(i + 1) · 10 ms`` (:func:`hkdsme.pipeline.grid.frame_times`).
 """
 from __future__ import annotations
 
@@ -60,3 +76,91 @@ def decode_track(segment_bins, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 decode_segments = decode_track       # name used in docs/contracts.md
+
+
+# --------------------------------------------------------------------------------------------- voicing decoder
+DECODERS = ("voicing", "argmax")
+VOICING_THRESHOLD = 0.5     # default θ before calibration
+REFINE_RADIUS = 2           # rows either side of the peak in the sub-bin weighted mean (±40 cents)
+
+
+def check_threshold(theta) -> float:
+    """θ as float; ValueError unless ``0 < θ < 1`` (0 would call everything voiced, 1 nothing)."""
+    try:
+        t = float(theta)
+    except (TypeError, ValueError):
+        raise ValueError(f"voicing threshold must be a number in (0, 1), got {theta!r}") from None
+    if not (0.0 < t < 1.0):
+        raise ValueError(f"voicing threshold must be in (0, 1), got {theta!r}")
+    return t
+
+
+def voicing_and_pitch(logits_or_probs, *, radius: int = REFINE_RADIUS, logits: bool = True):
+    """(..., C, 321, T) network output → ``(voicing, hz)``, each (..., T) torch float32 / float64.
+
+    ``voicing = 1 − p[row 0]`` of the melody channel (``p = softmax`` over rows if ``logits``); ``hz`` is the
+    sub-bin refined pitch of the best pitch row (see the module docstring), computed for every frame whether
+    voiced or not. Torch in, torch out (numpy in → numpy out).
+    """
+    a = logits_or_probs
+    as_numpy = not isinstance(a, torch.Tensor)
+    t = torch.from_numpy(np.asarray(a)) if as_numpy else a
+    if t.ndim < 3 or t.shape[-2] != grid.N_BINS:
+        raise ValueError(f"expected (..., C, {grid.N_BINS}, T), got {tuple(t.shape)}")
+    m = t[..., 0, :, :].float()
+    p = torch.softmax(m, dim=-2) if logits else m
+    voicing = 1.0 - p[..., 0, :]
+    pitch = p[..., 1:, :]                                     # rows 1..320 → index 0..319
+    k = pitch.argmax(dim=-2, keepdim=True)                    # (..., 1, T)
+    offs = torch.arange(-radius, radius + 1, device=p.device).view(*([1] * (pitch.ndim - 2)), -1, 1)
+    idx = (k + offs).clamp(0, grid.N_FREQ - 1)                # (..., 2R+1, T)
+    w = pitch.gather(-2, idx)
+    inside = ((k + offs) >= 0) & ((k + offs) <= grid.N_FREQ - 1)   # clipped rows do not count twice
+    w = w * inside
+    row = (w * idx.to(w.dtype)).sum(-2) / w.sum(-2).clamp_min(1e-30) + 1.0   # back to rows 1..320
+    hz = grid.FMIN * torch.exp2(row.double() / grid.BINS_PER_OCTAVE)
+    if as_numpy:
+        return voicing.numpy(), hz.numpy()
+    return voicing, hz
+
+
+def f0_from_voicing(voicing, hz, threshold: float = VOICING_THRESHOLD):
+    """``hz`` where ``voicing ≥ θ``, else 0 (float64; numpy or torch like the input)."""
+    theta = check_threshold(threshold)
+    if isinstance(voicing, torch.Tensor):
+        return torch.where(voicing >= theta, hz.double(), torch.zeros_like(hz, dtype=torch.float64))
+    return np.where(np.asarray(voicing) >= theta, np.asarray(hz, dtype=np.float64), 0.0)
+
+
+def overall_accuracy(ref_hz, voicing, hz, thresholds) -> np.ndarray:
+    """OA (fraction) of ``f0_from_voicing(voicing, hz, θ)`` vs ``ref_hz`` on the same grid, for each θ.
+
+    OA = (frames unvoiced in both + frames voiced in both within 50 cents) / frames — mir_eval's definition
+    for estimate and reference on one time grid; vectorised over θ for calibration.
+    """
+    ref = np.asarray(ref_hz, dtype=np.float64)
+    v = np.asarray(voicing, dtype=np.float64)
+    h = np.asarray(hz, dtype=np.float64)
+    ref_v = ref > 0
+    close = np.zeros_like(ref_v)
+    ok = ref_v & (h > 0)
+    close[ok] = np.abs(1200 * np.log2(h[ok] / ref[ok])) < 50
+    th = np.asarray(thresholds, dtype=np.float64)[:, None]
+    est_v = v[None, :] >= th
+    good = np.where(ref_v[None, :], est_v & close[None, :], ~est_v)
+    return good.mean(axis=1) if ref.size else np.zeros(len(th))
+
+
+def calibrate_threshold(tracks, thresholds=None) -> tuple[float, np.ndarray, np.ndarray]:
+    """θ of maximum mean OA over ``tracks`` = iterable of ``(ref_hz, voicing, hz)``.
+
+    Returns ``(θ*, thresholds, mean OA per threshold)``; ties go to the θ closest to 0.5.
+    """
+    th = np.round(np.arange(0.05, 0.951, 0.025), 4) if thresholds is None else np.asarray(thresholds, float)
+    rows = [overall_accuracy(r, v, h, th) for r, v, h in tracks]
+    if not rows:
+        raise ValueError("no tracks to calibrate the voicing threshold on")
+    mean = np.mean(rows, axis=0)
+    best = np.flatnonzero(mean >= mean.max() - 1e-12)
+    pick = best[np.argmin(np.abs(th[best] - 0.5))]
+    return float(th[pick]), th, mean

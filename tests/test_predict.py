@@ -57,7 +57,7 @@ def _song(seconds, sr=grid.SR, seed=0):
 
 
 def _tiny_predictor(ckpt, **kw):
-    pred = P.Predictor(ckpt, channels_last=False, precision="fp32", **kw)   # TinyNet has near-ties: one layout
+    pred = P.Predictor(ckpt, channels_last=False, precision="fp32", decode="argmax", **kw)   # TinyNet has near-ties: one layout
     pred.model = TinyNet().eval()
     return pred
 
@@ -138,7 +138,7 @@ def test_over_ten_minutes_switches_to_two_passes(ckpt, monkeypatch):
     seen = []
     monkeypatch.setattr(P, "streamed_cfp", lambda x, b: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
                                                                                      np.float32))
-    monkeypatch.setattr(P.Predictor, "bins_from_features", lambda self, f: np.zeros(f.shape[-1], np.int64))
+    monkeypatch.setattr(P.Predictor, "f0_from_features", lambda self, f: np.zeros(f.shape[-1]))
     monkeypatch.setattr(P.Predictor, "_two_pass", lambda self, x, n, s: seen.append("two") or (np.zeros(n), None))
     pred = P.Predictor(ckpt)
     for minutes in (10, 10.01):

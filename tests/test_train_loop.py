@@ -46,7 +46,7 @@ def test_teacher_loss_decreases_and_checkpoints(data, tmp_path):
     assert {"val_OA", "val_RPA", "val_RCA", "val_VR", "val_VFA"} <= m.keys()
     assert m["epoch_cpu_s"] > 0 and m["epoch_wall_s"] > 0                  # cost accounting per epoch
     model, meta = load_checkpoint(tmp_path / "t" / "best.pt", expected_kind="teacher")
-    assert meta["metrics"]["val_OA"] == m["best_val_OA"]
+    assert meta["metrics"]["val_OA"] == m["best_val_select"]
     saved = config.load_saved(tmp_path / "t")
     assert saved["epochs"] == 2 and saved["data"] == [str(data["one"])]
 

@@ -20,6 +20,8 @@ def _common(f):
     opts = [
         click.option("--out", type=click.Path(file_okay=False), help="run folder"),
         click.option("--val", type=click.Path(), help="validation cache (best.pt by its OA)"),
+        click.option("--val-robust", type=click.Path(),
+                     help="robustness validation cache; best.pt by the mean OA of --val and this"),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML options file"),
         click.option("--resume", is_flag=True, help="continue RUN/last.pt exactly"),
         click.option("--force", is_flag=True, help="start over in a RUN that holds a run (deletes its outputs)"),

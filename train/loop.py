@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from hkdsme.model import checkpoint as ckpt
 from hkdsme.model import runtime
-from hkdsme.model.decode import bins_from_output, decode_track
+from hkdsme.model.decode import bins_from_output, bins_to_hz
+from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import config as config_mod
 from hkdsme.train import ddp
@@ -112,33 +113,91 @@ def predict_segments(model, ds: ShardDataset, indices, *, device, precision="fp3
         yield rows, b, out
 
 
-def score_cache(model, ds: ShardDataset, *, device="cpu", precision="fp32", batch: int = 64,
-                channels_last: bool = False, progress: bool = False) -> tuple[dict, list[dict]]:
-    """Melody scores of ``model`` on every track of a labeled cache.
+def track_outputs(model, ds: ShardDataset, t: int, *, device, precision="fp32", batch: int = 64,
+                  channels_last: bool = False):
+    """Network output of track ``t`` of a labeled cache, decoded both ways, padding dropped.
 
-    Each track's segments are predicted, decoded (argmax of channel 0 → Hz, padding dropped) and scored with
-    mir_eval (OA/RPA/RCA/VR/VFA in percent) against the shard's ``f0`` on the same 10 ms grid. Returns
-    ``(mean over tracks, per-track list)``; each per-track dict also has ``track`` (the shard path).
+    Returns ``(ref_f0, voicing, hz, argmax_bins)``: the shard's reference f0 and, per frame, the voicing
+    probability ``1 − p[row 0]``, the sub-bin refined pitch (Hz) and the paper's argmax bin
+    (:mod:`hkdsme.model.decode`).
     """
-    from hkdsme.evaluate.metrics import mean_scores, melody_scores
+    from hkdsme.model.decode import voicing_and_pitch
 
+    seg = ds.track_segments(t)
+    vs, hs, bs = [], [], []
+    for _, _, out in predict_segments(model, ds, seg, device=device, precision=precision, batch=batch,
+                                      channels_last=channels_last):
+        v, h = voicing_and_pitch(out.logits)
+        vs.append(v.reshape(-1).cpu())
+        hs.append(h.reshape(-1).cpu())
+        bs.append(bins_from_output(out.logits).reshape(-1).cpu())
+    n_frames, ref_f0 = ds.track_reference(t)
+    return (np.asarray(ref_f0, dtype=np.float64), torch.cat(vs)[:n_frames].numpy(),
+            torch.cat(hs)[:n_frames].numpy(), torch.cat(bs)[:n_frames].numpy())
+
+
+def cache_outputs(model, ds: ShardDataset, *, device="cpu", precision="fp32", batch: int = 64,
+                  channels_last: bool = False, progress: bool = False) -> list[tuple]:
+    """:func:`track_outputs` of every track of ``ds`` (model in eval mode, restored afterwards)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    per = []
     try:
-        for t in tqdm(range(len(ds.paths)), desc="validate", disable=not progress, leave=False):
-            seg = ds.track_segments(t)
-            bins = [bins_from_output(out.probs.float()).cpu()
-                    for _, _, out in predict_segments(model, ds, seg, device=device, precision=precision,
-                                                      batch=batch, channels_last=channels_last)]
-            n_frames, ref_f0 = ds.track_reference(t)
-            times, est = decode_track(torch.cat(bins), n_frames)
-            s = melody_scores(times, ref_f0, times, est, path=ds.paths[t])
-            per.append({**s, "track": str(ds.paths[t])})
+        return [track_outputs(model, ds, t, device=device, precision=precision, batch=batch,
+                              channels_last=channels_last)
+                for t in tqdm(range(len(ds.paths)), desc="validate", disable=not progress, leave=False)]
     finally:
         model.train(was_training)
+
+
+def score_outputs(ds: ShardDataset, outputs, *, decode: str = "voicing", threshold: float | None = None):
+    """mir_eval scores (percent) of :func:`cache_outputs` decoded with ``decode`` (θ for ``voicing``).
+
+    Returns ``(mean over tracks, per-track list)``; each per-track dict also has ``track`` (the shard path).
+    """
+    from hkdsme.evaluate.metrics import mean_scores, melody_scores
+    from hkdsme.model.decode import DECODERS, VOICING_THRESHOLD, f0_from_voicing
+
+    if decode not in DECODERS:
+        raise InputError(None, f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+    theta = VOICING_THRESHOLD if threshold is None else threshold
+    per = []
+    for t, (ref, v, h, k) in enumerate(outputs):
+        est = f0_from_voicing(v, h, theta) if decode == "voicing" else bins_to_hz(k).astype(np.float64)
+        times = grid.frame_times(ref.size)
+        s = melody_scores(times, ref, times, est, path=ds.paths[t])
+        per.append({**s, "track": str(ds.paths[t])})
     return mean_scores(per), per
+
+
+def score_cache(model, ds: ShardDataset, *, device="cpu", precision="fp32", batch: int = 64,
+                channels_last: bool = False, progress: bool = False, decode: str = "voicing",
+                threshold: float | None = None) -> tuple[dict, list[dict]]:
+    """Melody scores of ``model`` on every track of a labeled cache.
+
+    Each track's segments are predicted, decoded (``decode``: the voicing decoder at ``threshold``, default
+    0.5, or the paper's argmax; padding dropped) and scored with mir_eval (OA/RPA/RCA/VR/VFA in percent)
+    against the shard's ``f0`` on the same 10 ms grid. Returns ``(mean over tracks, per-track list)``.
+    """
+    outs = cache_outputs(model, ds, device=device, precision=precision, batch=batch, channels_last=channels_last,
+                         progress=progress)
+    return score_outputs(ds, outs, decode=decode, threshold=threshold)
+
+
+def calibrate_on_sets(outputs_per_set: dict) -> tuple[float, dict]:
+    """θ of maximum *mean over sets* of each set's mean OA (so a small robustness set weighs as much as the plain
+    one). ``outputs_per_set``: name → :func:`cache_outputs` list. Returns ``(θ*, {name: OA % at θ*})``."""
+    from hkdsme.model.decode import calibrate_threshold
+
+    curves = {}
+    th = None
+    for name, outs in outputs_per_set.items():
+        _, th, curve = calibrate_threshold([(r, v, h) for r, v, h, _ in outs])
+        curves[name] = curve
+    mean = np.mean(list(curves.values()), axis=0)
+    best = np.flatnonzero(mean >= mean.max() - 1e-12)
+    i = best[np.argmin(np.abs(th[best] - 0.5))]
+    return float(th[i]), {n: float(100 * c[i]) for n, c in curves.items()}
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -167,6 +226,7 @@ class Trainer:
         self.precision = self.precision_info.name
         self.channels_last = bool(cfg["channels_last"])
         self.feature_hash = ""
+        self.decode = "argmax" if cfg["faithful"] else "voicing"
         self.log_lines: list[str] = []         # last few log messages (tests, CLI echo)
         self._tb = None
 
@@ -227,7 +287,10 @@ class Trainer:
 
     def _save(self, name: str, model, optimizer, scaler, epoch: int, metrics: dict, best: float, sampler_state,
               rng_all) -> None:
-        extra = {"epoch": epoch, "precision": self.precision, "precision_reason": self.precision_info.reason}
+        extra = {"epoch": epoch, "precision": self.precision, "precision_reason": self.precision_info.reason,
+                 "decode": self.decode}
+        if "val_theta" in metrics:
+            extra["voicing_threshold"] = float(metrics["val_theta"])     # calibrated on validation, used by predict
         if name == "last.pt":
             extra["train_state"] = {
                 "epoch": epoch, "best_oa": best, "optimizer": _pack_optimizer(optimizer.state_dict()),
@@ -319,31 +382,52 @@ class Trainer:
             metrics.update(self._train_epoch(net, loader, optimizer, scaler, epoch))
             metrics = ddp.mean_over_ranks(metrics, info)
             if info.main and self.val_ds is not None:
-                val, _ = score_cache(model, self.val_ds, device=self.device, precision=self.precision,
-                                     batch=int(cfg["val_batch"]), channels_last=self.channels_last)
-                metrics.update({f"val_{k}": v for k, v in val.items()})
+                metrics.update(self.validate(model))
             metrics["lr"] = lr
             metrics["precision"] = self.precision
             metrics["epoch_wall_s"] = time.perf_counter() - wall0
             metrics["epoch_cpu_s"] = time.process_time() - cpu0      # all threads of this process
             rng_all = ddp.all_gather_objects(rng_state(), info)
             if info.main:
-                oa = metrics.get("val_OA", -1.0)
-                if oa > best:
-                    best = oa
+                oa = metrics.get("val_select", -1.0)
+                if oa > best or self.val_ds is None:          # no validation: best.pt = the latest epoch
+                    best = max(oa, best)
                     self._save("best.pt", model, optimizer, scaler, epoch, metrics, best, None, None)
-                metrics["best_val_OA"] = best
+                metrics["best_val_select"] = best
                 self._save("last.pt", model, optimizer, scaler, epoch, metrics, best, sampler.state_dict(),
                            rng_all)
                 self._write_metrics(epoch, metrics)
                 self.log(f"epoch {epoch}: loss {metrics['loss_total']:.4f}"
                          + (f", val OA {metrics['val_OA']:.2f}" if "val_OA" in metrics else "")
+                         + (f", robust OA {metrics['val_robust_OA']:.2f}" if "val_robust_OA" in metrics else "")
+                         + (f", θ {metrics['val_theta']:.3f}" if "val_theta" in metrics else "")
                          + f", {metrics['s_per_step']:.3f} s/step")
             ddp.barrier(info)
         if self._tb is not None:
             self._tb.close()
         ddp.cleanup(info)
         return metrics
+
+    def validate(self, model) -> dict:
+        """Scores on the validation cache (``val_*``) and the robustness cache (``val_robust_*``, if given).
+
+        Voicing decoder: θ is calibrated each epoch for maximum mean OA over the sets (``val_theta``); the
+        model-selection score ``val_select`` is the mean OA over the sets (best.pt keeps its maximum).
+        """
+        cfg = self.cfg
+        kw = dict(device=self.device, precision=self.precision, batch=int(cfg["val_batch"]),
+                  channels_last=self.channels_last)
+        sets = {"val": self.val_ds, **({"val_robust": self.val_robust_ds} if self.val_robust_ds is not None else {})}
+        outs = {name: cache_outputs(model, ds, **kw) for name, ds in sets.items()}
+        m, theta = {}, None
+        if self.decode == "voicing":
+            theta, _ = calibrate_on_sets(outs)
+            m["val_theta"] = theta
+        for name, ds in sets.items():
+            mean, _ = score_outputs(ds, outs[name], decode=self.decode, threshold=theta)
+            m.update({f"{name}_{k}": v for k, v in mean.items()})
+        m["val_select"] = float(np.mean([m[f"{name}_OA"] for name in sets]))
+        return m
 
     def _train_epoch(self, net, loader, optimizer, scaler, epoch: int) -> dict:
         net.train()
@@ -376,3 +460,4 @@ class Trainer:
         return out
 
     val_ds: ShardDataset | None = None
+    val_robust_ds: ShardDataset | None = None

@@ -30,6 +30,8 @@ class TeacherTrainer(Trainer):
         self.feature_hash = self.train_ds.feature_hash
         self.val_ds = (ShardDataset([cfg["val"]], labeled=True, expected_hash=self.feature_hash)
                        if cfg["val"] else None)
+        self.val_robust_ds = (ShardDataset([cfg["val_robust"]], labeled=True, expected_hash=self.feature_hash)
+                              if cfg.get("val_robust") else None)
 
     def build_model(self):
         return build_model("teacher", n_classes=n_classes(self.cfg))

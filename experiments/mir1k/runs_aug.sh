@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue 14 runs: students on the augmented MIR-1K training set, selected by the mean OA of the plain and the
+# robustness validation sets (voicing decoder, θ calibrated each epoch). Resumable: append --resume.
+# Data: bash experiments/mir1k/extract.sh (plain caches) and bash experiments/mir1k/extract_augmented.sh all.
+#   bash experiments/mir1k/runs_aug.sh s-aug [--resume]     # supervised student, warm start from the v0.3 default
+#   bash experiments/mir1k/runs_aug.sh test RUN             # MIR-1K test singers + robustness set reports
+set -euo pipefail
+C=data_cache; R=runs/aug
+V="--val $C/mir1k-validation --val-robust $C/mir1k-robust --lr-schedule cosine"
+TRAIN_ALL="--labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled --labeled $C/mir1k-train-aug"
+SUP="--teacher random --no-kd --no-hcr --no-heads"
+CMD=${1:-}; shift || true
+case "$CMD" in
+  # s-aug: supervised MSNet on plain + augmented train singers; starts from the weights shipped before (e-from-d,
+  # exported without projector heads, hence --no-heads); 10 x 250 steps of batch 32.
+  s-aug) hkd-train run $SUP $TRAIN_ALL $V --init ${INIT:-hkdsme/weights/default.pt} --lr 5e-4 \
+           --epochs ${EPOCHS:-10} --max-steps-per-epoch ${STEPS:-250} --out $R/s-aug "$@" ;;
+  test)  RUN=${1:?usage: runs_aug.sh test RUN_DIR}
+         hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
+           --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
+  *) echo "usage: $0 s-aug|test RUN_DIR [hkd-train options]"; exit 2 ;;
+esac
