@@ -120,7 +120,7 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
 @main.command()
 @click.argument("cache_dir", type=click.Path(path_type=Path))
 @click.option("--verify", is_flag=True,
-              help="Read every shard: check its checksum, structure and that features are finite (~0.6 s/GB); "
+              help="Read every shard: check its checksum, structure and that features are finite (~1-2 s/GiB); "
                    "exit 1 if any is bad.")
 def info(cache_dir, verify):
     """Summary of a feature cache written by `hkd-prep extract`."""

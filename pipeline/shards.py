@@ -13,8 +13,9 @@ under the real name.
 Integrity: ``write_shard`` returns the SHA-256 of the finished file's bytes (``"sha256:<hex>"``), which the
 extractor records as the track's ``checksum`` in the manifest. :func:`verify_shard` checks it once per process
 and file (``ShardDataset``, :func:`read_track`, ``hkd-prep extract`` before skipping a track, ``hkd-prep info
---verify``). Cost, measured on the 2-core development VM (file in the page cache): SHA-256 hashes ~1.7 GB/s
-(blake2b 0.9, md5 0.7), i.e. ~0.6 s per GB, ~1 s for the whole 1.5 GB MIR-1K cache, once per process.
+--verify``). Cost, measured on the 2-core development VM (busy with a training job) over 0.6 GiB of MIR-1K
+shards: 0.8 s per GiB when the files are in the page cache, 2.0 s per GiB read cold from disk (SHA-256 itself
+runs at ~1.7 GB/s here, faster than blake2b 0.9 and md5 0.7), i.e. ~1-3 s for a 1.5 GB cache, once per process.
 Manifests of caches made before checksums have no ``checksum`` entries: their shards are read unverified.
 
 Journal: while extracting, each finished track is appended as one JSON line to ``manifest.journal``

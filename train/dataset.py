@@ -162,7 +162,7 @@ class ShardDataset(torch.utils.data.Dataset):
     track to carry labels. ``self.track_of[i]`` / ``self.seg_of[i]`` locate segment ``i``.
 
     Integrity: a shard is checked against its manifest checksum when this process first opens it
-    (``shards.verify_shard``: ~0.6 s per GB, once), and a batch with a non-finite feature is an ``InputError``
+    (``shards.verify_shard``: 0.8-2 s per GiB, once), and a batch with a non-finite feature is an ``InputError``
     naming the shard and segment, never a training step. At most ``max_open`` shards (default
     ``$HKDSME_MAX_OPEN_SHARDS`` or :func:`default_max_open`) hold an open file at once (least recently used first
     out), so a pool of thousands of shards stays under ``ulimit -n``.
