@@ -20,6 +20,25 @@ def _step(log, msg: str, t0: float) -> None:
     log(f"[{time.perf_counter() - t0:6.1f} s] {msg}")
 
 
+MARKER = ".hkd-demo"
+
+
+def _fresh_folder(out: Path) -> None:
+    """Start each demo from scratch: reuse only a folder an earlier demo made (it has MARKER); refuse others."""
+    import shutil
+
+    from hkdsme.pipeline.errors import InputError
+
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise InputError(out, "folder exists and was not made by `hkd-train demo`: choose another --out")
+        for child in out.iterdir():
+            if child.name != MARKER:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
+
+
 def run_demo(out="runs/demo", *, seed: int = 0, jobs: int = 2, log=print) -> dict:
     """Run the demo into ``out``; return the paths of everything it wrote."""
     from hkdsme.evaluate.predict import predict_files
@@ -32,6 +51,7 @@ def run_demo(out="runs/demo", *, seed: int = 0, jobs: int = 2, log=print) -> dic
 
     out = Path(out)
     t0 = time.perf_counter()
+    _fresh_folder(out)
     data, cache = out / "data", out / "cache"
     for i, (name, n) in enumerate(SONGS.items()):
         synthetic.write_dataset(data / name, n=n, seed=seed + 1000 * i)
@@ -41,7 +61,7 @@ def run_demo(out="runs/demo", *, seed: int = 0, jobs: int = 2, log=print) -> dic
     for name in SONGS:
         kind = "unlabeled" if name == "unlabeled" else "synthetic"      # labels of the unlabeled set stay unread
         tracks = datasets.list_tracks(kind, data / name)
-        s = extract(tracks, cache / name, jobs=jobs, progress=False, dataset=kind, echo=log)
+        s = extract(tracks, cache / name, jobs=jobs, progress=True, dataset=kind, echo=log)
         if not s["ok"] or s["failed"]:
             raise RuntimeError(f"demo extraction failed: {s['failures']}")
         caches[name] = str(cache / name)
@@ -63,15 +83,16 @@ def run_demo(out="runs/demo", *, seed: int = 0, jobs: int = 2, log=print) -> dic
 
     report_dir = out / "report"
     run_report([str(student_ckpt), str(teacher_ckpt)], "synthetic", data / "test", out_dir=report_dir,
-               cache_dir=caches["test"], progress=False, log=log)
+               cache_dir=caches["test"], progress=True, log=log)
     _step(log, f"report → {report_dir / 'report.md'}", t0)
 
     song = sorted((data / "test").glob("*.wav"))[0]
-    written, failed = predict_files([song], student_ckpt, out_dir=out / "predict", plot=True, progress=False)
+    written, failed = predict_files([song], student_ckpt, out_dir=out / "predict", plot=True, progress=True)
     if failed:
         raise RuntimeError(f"demo prediction failed: {failed}")
     melody = next(iter(written.values()))
     _step(log, f"melody of {song.name} → {melody}", t0)
     log((report_dir / "report.md").read_text())
+    log(f"demo done in {time.perf_counter() - t0:.0f} s: report {report_dir / 'report.md'}")
     return {"data": data, "cache": cache, "teacher": teacher_ckpt, "student": student_ckpt,
             "report": report_dir, "melody": melody}

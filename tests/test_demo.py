@@ -22,3 +22,15 @@ def test_demo_runs_end_to_end_and_writes_every_output(tmp_path, monkeypatch):
     rows = list(csv.reader((out / "predict" / "synth_000.f0.csv").open()))
     assert rows[0] == ["time", "f0"] and len(rows) == 1 + 799          # 8 s song → 799 frames of 10 ms
     assert re.search(r"epoch 0: kept \d+ of \d+ unlabeled segments", r.output)   # HCR ran on the unlabeled song
+    assert re.search(r"demo done in \d+ s: report .*report\.md", r.output)
+
+    # a second demo into the same folder starts fresh (no mixed epochs); a foreign folder is refused
+    r2 = CliRunner().invoke(main, ["demo", "--out", str(out), "--jobs", "1"])
+    assert r2.exit_code == 0, r2.output
+    assert len((out / "student" / "metrics.jsonl").read_text().splitlines()) == 1
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("user data")
+    r3 = CliRunner().invoke(main, ["demo", "--out", str(other)])
+    assert r3.exit_code != 0 and "not made by `hkd-train demo`" in r3.output
+    assert (other / "keep.txt").read_text() == "user data"

@@ -121,7 +121,10 @@ def demo(out, jobs):
     """The whole job on built-in synthetic songs: shards → teacher → student → report → prediction."""
     from hkdsme.demo import run_demo
 
-    run_demo(out, jobs=jobs, log=click.echo)
+    try:
+        run_demo(out, jobs=jobs, log=click.echo)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
 
 
 if __name__ == "__main__":
