@@ -289,6 +289,8 @@ class DistillTrainer(Trainer):
             self.unl = SegmentSample.draw(self.unl, n_max, int(cfg["seed"]))
         self.val_ds = (ShardDataset([cfg["val"]], labeled=True, expected_hash=self.feature_hash)
                        if cfg["val"] else None)
+        self.val_robust_ds = (ShardDataset([cfg["val_robust"]], labeled=True, expected_hash=self.feature_hash)
+                              if cfg.get("val_robust") else None)
         self.use_hcr = bool(cfg["hcr"] and cfg["harmonic"] and self.unl is not None)
         if cfg["hcr"] and self.unl is not None and not cfg["harmonic"]:
             self.log("--no-harmonic: HCR needs the harmonic channels, so no pseudo-labels are selected")

@@ -12,9 +12,9 @@ SUP="--teacher random --no-kd --no-hcr --no-heads"
 CMD=${1:-}; shift || true
 case "$CMD" in
   # s-aug: supervised MSNet on plain + augmented train singers; starts from the weights shipped before (e-from-d,
-  # exported without projector heads, hence --no-heads); 10 x 250 steps of batch 32.
+  # exported without projector heads, hence --no-heads); 8 x 150 steps of batch 32 (1,200 steps, as run d).
   s-aug) hkd-train run $SUP $TRAIN_ALL $V --init ${INIT:-hkdsme/weights/default.pt} --lr 5e-4 \
-           --epochs ${EPOCHS:-10} --max-steps-per-epoch ${STEPS:-250} --out $R/s-aug "$@" ;;
+           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-150} --out $R/s-aug "$@" ;;
   test)  RUN=${1:?usage: runs_aug.sh test RUN_DIR}
          hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
            --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
