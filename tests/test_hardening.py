@@ -201,6 +201,14 @@ def test_run_checks_checkpoint_kinds_before_work(tmp_path, ckpts, calls, extra, 
     assert len(r.output.strip().splitlines()) == 1 and calls == []
 
 
+def test_student_teacher_flag_lets_a_4_class_student_teach(tmp_path, ckpts, calls):
+    args = ["run", "--labeled", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--student-teacher", "--teacher"]
+    r = CliRunner().invoke(main, args + [str(ckpts["student"])])
+    assert r.exit_code == 0 and len(calls) == 1 and calls[0][0]["student_teacher"] is True, r.output
+    r = CliRunner().invoke(main, args + [str(ckpts["melody"])])
+    assert r.exit_code != 0 and "4-class harmonic output" in r.output and len(calls) == 1
+
+
 def test_teacher_init_kind_and_classes_checked(tmp_path, ckpts, calls):
     args = ["teacher", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--init"]
     r = CliRunner().invoke(main, args + [str(ckpts["student"])])

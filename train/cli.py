@@ -85,6 +85,8 @@ def teacher(config_file, resume, force, data, **kw):
 @click.option("--kd/--no-kd", default=None, help="teacher terms (CGL + KL)")
 @click.option("--cgl/--no-cgl", default=None, help="confidence-guided loss")
 @click.option("--heads/--no-heads", default=None, help="student projector heads")
+@click.option("--student-teacher", is_flag=True, default=None,
+              help="allow a 4-class student checkpoint as --teacher (e.g. the best supervised student)")
 @click.option("--hcr-threshold", type=float)
 @click.option("--hcr-tolerance", type=int, help="bins the octave relations may miss by (0 = paper's exact rule)")
 @click.option("--hcr-batch", type=int)

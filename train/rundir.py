@@ -3,7 +3,8 @@
 - :func:`prepare_out`: a run folder that already holds a run is never silently overwritten (its ``best.pt``
   replaced, its ``metrics.jsonl`` mixing two runs' epochs): continue it with ``--resume``, or start over with
   ``--force``, which deletes the old run's outputs first.
-- :func:`check_checkpoints`: ``--teacher`` must be a teacher checkpoint and ``--init`` one of the kind (and
+- :func:`check_checkpoints`: ``--teacher`` must be a teacher checkpoint (or, with ``--student-teacher``, any
+  checkpoint with the 4-class output) and ``--init`` one of the kind (and
   output shape) being trained, read from the checkpoint's metadata only (no network is built).
 """
 from __future__ import annotations
@@ -61,7 +62,14 @@ def check_checkpoints(command: str, cfg: dict) -> None:
     kind = KIND_OF[command]
     teacher = cfg.get("teacher") or ""
     if command == "distill" and cfg.get("kd") and teacher and teacher != "random":
-        read_meta(teacher, expected_kind="teacher")
+        if cfg.get("student_teacher"):
+            # any network with the 4-class harmonic output can teach (e.g. the best supervised student)
+            meta = read_meta(teacher)
+            if meta["n_classes"] != 4:
+                raise InputError(teacher, f"a teacher needs the 4-class harmonic output, this checkpoint has "
+                                          f"{meta['n_classes']}")
+        else:
+            read_meta(teacher, expected_kind="teacher")
     init = cfg.get("init") or ""
     if init:
         meta = read_meta(init, expected_kind=kind)
