@@ -12,7 +12,7 @@ def main():
     """Evaluate checkpoints and predict melodies."""
 
 
-def _fail(e: Exception):
+def _fail(e):
     raise click.ClickException(str(e)) from None
 
 
@@ -48,6 +48,8 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
                        log=click.echo)
     except (InputError, ValueError) as e:
         _fail(e)
+    except OSError as e:   # e.g. the --out folder became unwritable during the run
+        _fail(f"{e.filename or out_dir}: cannot write: {e.strerror or e}")
     from pathlib import Path
 
     click.echo((Path(out_dir) / "report.md").read_text(encoding="utf-8"), nl=False)
@@ -63,6 +65,8 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
               help="Output folder (default: next to each audio file).")
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))
 @click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing output files (default: an existing output is refused and that input fails).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
@@ -71,19 +75,23 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
               help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
 @click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
-def predict(audio, checkpoint, out_dir, fmt, plot, device, batch_size, precision, decode, voicing_threshold):
+def predict(audio, checkpoint, out_dir, fmt, plot, overwrite, device, batch_size, precision, decode, voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
-    Bad files are reported and skipped; the exit status is 1 if any failed.
+    Bad files, and outputs that exist (without --overwrite) or cannot be written, are reported and skipped;
+    the exit status is 1 if any failed.
     """
-    from hkdsme.evaluate.predict import NoDefaultModel, predict_files
+    from hkdsme.evaluate.inference import NoDefaultModel
+    from hkdsme.evaluate.predict import predict_files
 
     try:
         written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
                                         device=device, batch_size=batch_size, precision=precision, decode=decode,
-                                        voicing_threshold=voicing_threshold)
+                                        voicing_threshold=voicing_threshold, overwrite=overwrite)
     except (InputError, NoDefaultModel, ValueError) as e:
         _fail(e)
+    except OSError as e:
+        _fail(f"{e.filename or out_dir}: cannot write: {e.strerror or e}")
     for src, dst in written.items():
         click.echo(f"{src} -> {dst}")
     for src, why in failed.items():

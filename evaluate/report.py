@@ -47,7 +47,7 @@ def _cached_features(cache, track_id: str):
 
 
 def _features(track, cache) -> tuple[np.ndarray, str]:
-    from hkdsme.evaluate.predict import check_audio, streamed_cfp
+    from hkdsme.evaluate.inference import check_audio, streamed_cfp
 
     feats = _cached_features(cache, track.track_id)
     if feats is not None:
@@ -84,18 +84,18 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     import mir_eval
 
     from hkdsme.evaluate.plots import plot_summary, plot_track
-    from hkdsme.evaluate.predict import Predictor
+    from hkdsme.evaluate.inference import Predictor
+    from hkdsme.evaluate.predict import check_out_dir
     from hkdsme.pipeline.datasets import list_tracks
 
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
+    out = check_out_dir(out_dir)              # an existing file or a read-only folder: one line, before any work
     names = checkpoint_names(checkpoints)
     preds = {n: Predictor(c, device=device, batch_size=batch_size, precision=precision, decode=decode,
                           voicing_threshold=voicing_threshold) for n, c in zip(names, checkpoints)}
     tracks = list_tracks(dataset, root, split=split, limit=limit)
     cache = _open_cache(cache_dir, log)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     per_track = {n: {} for n in names}
     sources, failed = {}, {}

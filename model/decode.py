@@ -48,13 +48,7 @@ def bins_from_output(probs_or_logits):
 bins_from_probs = bins_from_output   # name used in docs/contracts.md
 
 
-def bins_to_hz(bins):
-    """Float Hz of bins: ``31 · 2^(k/60)`` for ``k ≥ 1``, 0 for ``k ≤ 0`` (torch → float64 tensor, else numpy)."""
-    if isinstance(bins, torch.Tensor):
-        k = bins.to(torch.float64)
-        return torch.where(bins > 0, grid.FMIN * torch.exp2(k / grid.BINS_PER_OCTAVE), torch.zeros_like(k))
-    k = np.asarray(bins)
-    return np.where(k > 0, grid.bin_to_hz(np.maximum(k, 0)), 0.0)
+bins_to_hz = grid.bin_to_hz           # the one implementation: float Hz of bins, 0 for k <= 0 (numpy or torch)
 
 
 def decode_track(segment_bins, n_frames: int) -> tuple[np.ndarray, np.ndarray]:

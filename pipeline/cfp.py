@@ -1,4 +1,4 @@
-"""CFP features (combined frequency and periodicity) of 8 kHz mono audio, as in FTANet/HKDSME (method.md §3).
+"""CFP features (combined frequency and periodicity) of 8 kHz mono audio, as in FTANet/HKDSME (docs/method.md §3).
 
 For each 10 ms frame (centre sample ti = 80(i+1), 1-based) with a 768-tap Blackman-Harris window and N = 4000
 (2 Hz bins)::
@@ -55,24 +55,34 @@ _TAPS = WIN - 2                                 # an interior frame uses 766 sam
 _LH = (WIN - 1) // 2                            # 383
 
 
-def validate_audio(x, sr=SR) -> np.ndarray:
-    """Check ``x`` is 1-D, float, finite and at least 2 frames long; return it as an ndarray.
+SILENCE_PEAK = 2.0 ** -24                       # below 24-bit resolution: nothing to normalise
 
-    Raises ``ValueError`` for ``sr != 8000`` and ``InputError(None, reason)`` for bad audio.
+
+def validate_audio(x, sr=SR, path=None, *, min_frames: int = 2, reject_silent: bool = False) -> np.ndarray:
+    """The one audio validator: ``x`` must be 1-D, float, non-empty, at least ``min_frames`` frames long, finite
+    (and, with ``reject_silent``, not all ~0); returns it as an ndarray (no copy).
+
+    Used by the CFP (``cfp_raw``: 2 frames, silence allowed), inference (``evaluate.inference.check_audio``:
+    silence refused, length left to the CFP) and the reference CFP. Raises ``ValueError`` for ``sr != 8000``
+    and ``InputError(path, reason)`` for bad audio. Finiteness is checked through min/max (NaN propagates),
+    so long audio needs no full-size temporary.
     """
     if sr != SR:
         raise ValueError(f"cfp supports only sr={SR} (resample when loading audio), got sr={sr}")
     x = np.asarray(x)
     if x.ndim != 1:
-        raise InputError(None, f"audio must be 1-D mono, got shape {x.shape}")
+        raise InputError(path, f"audio must be 1-D mono, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
-        raise InputError(None, f"audio must be a float array, got dtype {x.dtype}")
+        raise InputError(path, f"audio must be a float array, got dtype {x.dtype}")
     if x.size == 0:
-        raise InputError(None, "audio is empty")
-    if grid.n_frames(x.size) < 2:
-        raise InputError(None, f"audio too short: {x.size} samples (< 2 frames of 10 ms at 8 kHz)")
-    if not np.isfinite(x).all():
-        raise InputError(None, "audio contains NaN/inf")
+        raise InputError(path, "audio is empty")
+    lo, hi = float(x.min()), float(x.max())
+    if grid.n_frames(x.size) < min_frames:
+        raise InputError(path, f"audio too short: {x.size} samples (< {min_frames} frames of 10 ms at 8 kHz)")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(path, "audio contains NaN/inf samples")
+    if reject_silent and max(hi, -lo) <= SILENCE_PEAK:
+        raise InputError(path, "audio is silent (all samples ~0): no melody to extract")
     return x
 
 

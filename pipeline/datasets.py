@@ -37,7 +37,8 @@ from hkdsme.pipeline.errors import InputError
 
 DATASETS = ("mir1k", "medleydb", "adc2004", "mirex05", "ikala", "unlabeled", "synthetic")
 SPLITS = ("train", "validation", "test")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+# The one list of audio file extensions searched in folders (unlabeled datasets, ``hkd-eval predict FOLDER``).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aif", ".aiff", ".au")
 LISTS_DIR = Path(__file__).resolve().parent / "lists"
 
 # MIR-1K split by singer; the same rule as <root>/splits.json of the shared copy, used when that file is absent.
@@ -113,6 +114,7 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
         tracks = lister(root, None, names=read_id_list(tracks_file), **options)
     else:
         tracks = lister(root, split, **options)
+        _refuse_duplicate_ids(tracks, root)
         if tracks_file is not None:
             tracks = _select(tracks, tracks_file)
     if limit is not None:
@@ -121,6 +123,22 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+def _refuse_duplicate_ids(tracks: list[Track], root: Path) -> None:
+    """Track ids name the cache shards (``shards.shard_relpath``: ``/`` → ``__``), so two files whose ids map to one
+    shard (``a/b.wav`` and ``a__b.wav`` of an unlabeled folder) would overwrite each other's features: refuse, with
+    one line naming both files. (Refused rather than renamed: an id must not depend on which other files exist.)
+    """
+    seen: dict[str, Track] = {}
+    for t in tracks:
+        key = t.track_id.replace("\\", "/").replace("/", "__")
+        first = seen.setdefault(key, t)
+        if first is not t:
+            a, b = (str(x.audio_path.relative_to(root)) if x.audio_path.is_relative_to(root) else str(x.audio_path)
+                    for x in (first, t))
+            raise InputError(root, f"duplicate track id {key!r}: {a} and {b} map to the same id (folders are "
+                                   f"joined with '__'); rename one of them")
+
 
 def read_id_list(path) -> list[str]:
     """Track ids of a list file: one per line, stripped (CRLF too); blank lines and ``#`` comments skipped."""
@@ -414,18 +432,26 @@ def _f0_ref(tr: Track):
     return tab[:, 0], tab[:, 1]
 
 
+def find_audio(folder) -> list[Path]:
+    """Audio files under ``folder`` (recursive, by :data:`AUDIO_EXTENSIONS`, hidden files skipped), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
 def _list_unlabeled(root: Path, split) -> list[Track]:
     if split is not None:
         raise ValueError("unlabeled data has no split")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                   and not p.name.startswith("."))
+    files = find_audio(root)
     if not files:
         raise InputError(root, f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found")
-    stems = [p.relative_to(root).with_suffix("").as_posix().replace("/", "__") for p in files]
-    dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
-    # ids name the cache shards, so they must be unique: same name with two extensions keeps the extension
-    return [Track(s + (f"_{p.suffix.lower()[1:]}" if s in dup else ""), "unlabeled", p, None)
-            for s, p in zip(stems, files)]
+    rels = [p.relative_to(root).with_suffix("").as_posix() for p in files]
+    counts = {}
+    for r in rels:
+        counts[r] = counts.get(r, 0) + 1
+    # ids name the cache shards, so they must be unique: the same name with two extensions keeps the extension;
+    # two different paths that join to one id (a/b.wav, a__b.wav) are refused by list_tracks
+    return [Track(r.replace("/", "__") + (f"_{p.suffix.lower()[1:]}" if counts[r] > 1 else ""), "unlabeled", p, None)
+            for r, p in zip(rels, files)]
 
 
 _LISTERS = {

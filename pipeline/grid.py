@@ -1,4 +1,4 @@
-"""The time/frequency grid shared by every stage (method.md §2.1, §3).
+"""The time/frequency grid shared by every stage (docs/method.md §2.1, §3).
 
 - Audio is 8 kHz mono; features use a 10 ms hop (80 samples). Frame ``i`` is centred at ``(i + 1) * 0.01`` s.
 - Pitch bins: ``k = round(60 * log2(f / 31))`` for voiced ``f``, clipped to ``1..320``; ``0`` means unvoiced.
@@ -45,10 +45,16 @@ def hz_to_bin(f0) -> np.ndarray:
     return k
 
 
-def bin_to_hz(k) -> np.ndarray:
-    """Hz of each bin as float: ``31 * 2**(k/60)`` for ``k >= 1``, 0 for ``k == 0``."""
+def bin_to_hz(k):
+    """Hz of each bin as float64: ``31 * 2**(k/60)`` for ``k >= 1``, 0 for ``k <= 0`` (the one implementation;
+    ``model.decode.bins_to_hz`` is this function). A torch tensor gives a float64 tensor, anything else numpy."""
+    if type(k).__module__.startswith("torch"):   # no torch import for numpy users of the grid
+        import torch
+
+        kf = k.to(torch.float64)
+        return torch.where(k > 0, FMIN * torch.exp2(kf / BINS_PER_OCTAVE), torch.zeros_like(kf))
     k = np.asarray(k)
-    return np.where(k > 0, FMIN * 2.0 ** (k.astype(np.float64) / BINS_PER_OCTAVE), 0.0)
+    return np.where(k > 0, FMIN * 2.0 ** (np.maximum(k, 0).astype(np.float64) / BINS_PER_OCTAVE), 0.0)
 
 
 # Every parameter that changes the numbers of a feature or label. Its hash tags caches and checkpoints,

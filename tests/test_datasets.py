@@ -275,3 +275,16 @@ def test_real_medleydb_annotations():
     assert (f0 > 0).sum() < (raw > 0).sum()                # and here it does remove some
     with pytest.raises(InputError, match="not found"):
         tr.load_audio()
+
+
+def test_unlabeled_duplicate_ids_refused_naming_both_files(tmp_path):
+    """``a/b.wav`` and ``a__b.wav`` both map to track id (and shard) ``a__b``: refused, one line, both files named."""
+    (tmp_path / "a").mkdir()
+    for rel in ("a/b.wav", "a__b.wav"):
+        sf.write(tmp_path / rel, _sine(440, 16000, 1600, 0.2), 16000)
+    with pytest.raises(InputError) as e:
+        D.list_tracks("unlabeled", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "duplicate track id 'a__b'" in msg and "a/b.wav" in msg and "a__b.wav" in msg
+    (tmp_path / "a__b.wav").rename(tmp_path / "c.wav")
+    assert [t.track_id for t in D.list_tracks("unlabeled", tmp_path)] == ["a__b", "c"]

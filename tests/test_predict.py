@@ -1,4 +1,4 @@
-"""predict.py (streaming CFP → network → f0), formats.py round trips, `hkd-eval predict`."""
+"""inference.py (streaming CFP → network → f0), predict.py (batch files), formats.py round trips, `hkd-eval predict`."""
 import json
 import tracemalloc
 from pathlib import Path
@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import hkdsme
+from hkdsme.evaluate import inference as I
 from hkdsme.evaluate import predict as P
 from hkdsme.evaluate.cli import main
 from hkdsme.evaluate.formats import FORMATS, read_melody, write_melody
@@ -136,7 +137,7 @@ def test_long_input_memory_bounded_by_block(ckpt, monkeypatch):
 
 def test_over_ten_minutes_switches_to_two_passes(ckpt, monkeypatch):
     seen = []
-    monkeypatch.setattr(P, "streamed_cfp", lambda x, b: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
+    monkeypatch.setattr(I, "streamed_cfp", lambda x, b: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
                                                                                      np.float32))
     monkeypatch.setattr(P.Predictor, "f0_from_features", lambda self, f: np.zeros(f.shape[-1]))
     monkeypatch.setattr(P.Predictor, "_two_pass", lambda self, x, n, s: seen.append("two") or (np.zeros(n), None))

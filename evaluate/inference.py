@@ -1,0 +1,486 @@
+"""Inference API: melody f0 of any audio, every 10 ms (import ``hkdsme.evaluate.inference``).
+
+A ladder in the style of torchcrepe; each rung returns or writes ``(times, f0)`` (float64, f0 in Hz, 0 = unvoiced,
+frame ``i`` at ``(i + 1)·10 ms``) and shares the per-process cache of loaded networks:
+
+- :func:`predict` ``(audio, sr, ...)``: an array with its sample rate (resampled to 8 kHz, channels averaged);
+- :func:`predict_from_file` ``(path, ...)``: any file ``pipeline.audio`` decodes;
+- :func:`predict_from_files_to_files` ``(paths, outputs, ...)``: many files, one melody file each (csv, mirex or
+  jams), decoding + CFP of the next file overlapped with the network on the current one; a bad input or an
+  unwritable output is recorded and the others continue;
+- :func:`extract_melody`: the top-level convenience (``hkdsme.extract_melody``), a path or an array;
+- :class:`Predictor`: the loaded network and the streaming pipeline underneath all of them.
+
+Batch file handling of the command line (folders, output names, ``--overwrite``) is in
+:mod:`hkdsme.evaluate.predict`, built on :func:`predict_from_files_to_files`.
+
+Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame ``i`` at ``(i+1)·10 ms``):
+
+1. CFP, streamed. ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
+   ``CONTEXT_FRAMES`` frames of audio on both sides; the context frames are dropped, so every kept frame saw
+   exactly the samples it sees in a whole-file CFP (the 768-sample window reaches 4.8 frames either side).
+2. Normalisation is global per channel, as in ``cfp()``: ``v = log(1 + raw)``, ``(v - min_T v) / (max_T v - min_T v)``
+   over the whole track. Two regimes, both exact:
+
+   - ``T <= max_held_frames`` (default 10 min): one CFP pass; the raw blocks are kept (3·320·4 B = 3.75 KB per
+     frame, 22.5 MB per minute of audio), then normalised together.
+   - longer audio: two CFP passes. Pass 1 keeps only the 3 per-channel minima and maxima; pass 2 recomputes each
+     block, normalises it with the global extrema and runs the network on it right away. Memory is bounded by
+     the block size (plus the output: 16 B per frame), at the price of computing the CFP twice.
+
+3. The network sees non-overlapping 64-frame segments (frame ``64·s`` starts segment ``s``, exactly as in
+   training and in the shards), batched by ``batch_size``; the last one is zero-padded and its padding dropped.
+   Blocks are a multiple of 64 frames, so streaming never changes the segmentation.
+4. Decoding (:mod:`hkdsme.model.decode`): by default the voicing decoder — voiced iff ``1 − p(row 0) ≥ θ``
+   (θ stored in the checkpoint by calibration, else 0.5), pitch = sub-bin refined argmax over rows 1..320;
+   ``decode="argmax"`` gives the paper's ``k = argmax`` over all 321 rows, ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
+
+There is no silent fallback to a random network: without ``checkpoint`` the package's embedded default model
+``hkdsme/weights/default.pt`` is used, and if it is absent :class:`NoDefaultModel` says how to get one.
+"""
+from __future__ import annotations
+
+import math
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hkdsme.model.runtime import autocast
+from hkdsme.pipeline import grid
+from hkdsme.pipeline.cfp import SILENCE_PEAK, log_compress, scale_, validate_audio  # noqa: F401 (re-export)
+from hkdsme.pipeline.errors import InputError
+
+DEFAULT_BATCH = 32                # segments per forward pass: fastest measured on CPU (benchmarks/bench_all.py)
+DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
+CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
+MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
+
+
+class NoDefaultModel(FileNotFoundError):
+    """The package ships no embedded default model; pass a checkpoint."""
+
+
+def default_checkpoint() -> Path:
+    """Path of the embedded default model ``hkdsme/weights/default.pt``; :class:`NoDefaultModel` if absent."""
+    ref = resources.files("hkdsme").joinpath("weights/default.pt")
+    if not ref.is_file():
+        raise NoDefaultModel("no embedded default model yet: train one with `hkd-train run …` and pass "
+                             "--checkpoint (Python: checkpoint=...)")
+    return Path(str(ref))
+
+
+def _device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu'")
+    return dev
+
+
+def _block_frames(block_s: float) -> int:
+    """Frames per block: ``block_s`` seconds rounded up to whole 64-frame segments."""
+    return max(1, math.ceil(block_s * 100 / grid.SEG_LEN)) * grid.SEG_LEN
+
+
+def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAMES):
+    """Yield ``(first_frame, raw (3, 320, n))`` covering frames ``0..T-1`` of ``x`` in blocks of ``block_frames``.
+
+    Block ``[a, b)`` is computed from samples ``[(a - c)·80, (b + context + 1)·80)`` with ``c = min(context, a)``:
+    local frame ``j`` is then centred on global sample ``(a - c + j + 1)·80``, i.e. global frame ``a - c + j``.
+    """
+    from hkdsme.pipeline.cfp import cfp_raw
+
+    n_total = grid.n_frames(len(x))
+    if n_total < 2:
+        cfp_raw(x)  # raises the CFP's own InputError for too-short audio
+    for a in range(0, n_total, block_frames):
+        b = min(a + block_frames, n_total)
+        c = min(context, a)
+        s0 = (a - c) * grid.HOP
+        s1 = min(len(x), (b + context + 1) * grid.HOP)
+        raw = cfp_raw(x[s0:s1])
+        yield a, raw[:, :, c:c + (b - a)]
+
+
+def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return v.min(axis=(1, 2)), v.max(axis=(1, 2))
+
+
+def streamed_cfp(x: np.ndarray, block_frames: int | None = None) -> np.ndarray:
+    """Normalised CFP (3, 320, T) of 8 kHz audio computed block by block (equal to a whole-file ``cfp(x)``).
+
+    Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see :class:`Predictor` for the bounded-memory
+    path used on long audio.
+    """
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+    feats = np.empty((3, grid.N_FREQ, grid.n_frames(x.size)), dtype=np.float32)
+    for a, raw in raw_cfp_blocks(x, block_frames or _block_frames(DEFAULT_BLOCK_S)):
+        log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
+    return scale_(feats, *_log_extrema(feats))
+
+
+def check_audio(x, path=None) -> np.ndarray:
+    """float32 contiguous 1-D copy of ``x``; :class:`InputError` naming ``path`` if empty, non-finite or silent.
+
+    The checks are :func:`hkdsme.pipeline.cfp.validate_audio`'s (the one audio validator); too-short audio is
+    left to the CFP, which names it the same way.
+    """
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+    return validate_audio(x, path=path, min_frames=0, reject_silent=True)
+
+
+def _decoder(decode: str, threshold, meta: dict, path) -> tuple[str, float | None]:
+    """``(decode, θ)``: θ given > θ stored in the checkpoint (``extra["voicing_threshold"]``) > 0.5."""
+    from hkdsme.model.decode import DECODERS, VOICING_THRESHOLD, check_threshold
+
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+    if decode == "argmax":
+        return decode, None
+    if threshold is not None:
+        return decode, check_threshold(threshold)
+    stored = (meta.get("extra") or {}).get("voicing_threshold")
+    if stored is None:
+        return decode, VOICING_THRESHOLD
+    try:
+        return decode, check_threshold(stored)
+    except ValueError as e:
+        raise InputError(path, f"checkpoint metadata: {e}") from None
+
+
+class Predictor:
+    """A loaded network plus the streaming CFP → f0 pipeline of the module docstring.
+
+    ``checkpoint``: a student or teacher checkpoint written by ``model.checkpoint.save_checkpoint`` (its feature
+    hash must equal ``grid.feature_hash()``); None → the embedded default model. ``block_s`` / ``max_held_frames``
+    trade memory for speed without changing the result.
+    """
+
+    def __init__(self, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, *,
+                 block_s: float = DEFAULT_BLOCK_S, max_held_frames: int = MAX_HELD_FRAMES, precision: str = "auto",
+                 channels_last: bool | None = None, decode: str = "voicing", voicing_threshold: float | None = None):
+        from hkdsme.model import runtime
+        from hkdsme.model.checkpoint import load_checkpoint
+
+        self.device = _device(device)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.precision_info = runtime.resolve_precision(precision, self.device)
+        self.precision = self.precision_info.name
+        self.channels_last = runtime.use_channels_last(self.device) if channels_last is None else bool(channels_last)
+        if self.device.type == "cpu":
+            runtime.configure_threads()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        self.model, self.meta = load_checkpoint(self.checkpoint, expected_feature_hash=grid.feature_hash(),
+                                                map_location=self.device)
+        self.model.eval()
+        if getattr(self.model, "heads", False):
+            self.model.heads = False  # projector heads are training-only; the melody logits do not use them
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size = int(batch_size)
+        self.decode, self.voicing_threshold = _decoder(decode, voicing_threshold, self.meta, self.checkpoint)
+        self.block_frames = _block_frames(block_s)
+        self.max_held_frames = int(max_held_frames)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "?")
+
+    def _segment_logits(self, feats: np.ndarray):
+        """Yield ``(first frame, frames, melody logits (n, 321, 64))`` over 64-frame segments of ``feats`` (3, 320, T),
+        the tail zero-padded (its padding is dropped by the callers)."""
+        t = feats.shape[-1]
+        n_seg = -(-t // grid.SEG_LEN)
+        for s0 in range(0, n_seg, self.batch_size):
+            s1 = min(s0 + self.batch_size, n_seg)
+            f0_, f1_ = s0 * grid.SEG_LEN, min(s1 * grid.SEG_LEN, t)
+            chunk = np.zeros((3, grid.N_FREQ, (s1 - s0) * grid.SEG_LEN), dtype=np.float32)
+            chunk[:, :, :f1_ - f0_] = feats[:, :, f0_:f1_]
+            # (3, 320, n·64) → (n, 3, 320, 64): segment i holds frames 64i .. 64i+63
+            batch = torch.from_numpy(chunk.reshape(3, grid.N_FREQ, s1 - s0, grid.SEG_LEN).transpose(2, 0, 1, 3))
+            batch = batch.to(self.device).contiguous(
+                memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            with torch.inference_mode(), autocast(self.precision, self.device):
+                logits = self.model(batch).logits
+            yield f0_, f1_ - f0_, logits[:, :1].float()
+
+    def bins_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """(3, 320, T) normalised CFP → (T,) int64 argmax bins (the paper's decoder)."""
+        from hkdsme.model.decode import bins_from_output
+
+        out = np.zeros(feats.shape[-1], dtype=np.int64)
+        for a, n, logits in self._segment_logits(feats):
+            out[a:a + n] = bins_from_output(logits).reshape(-1)[:n].cpu().numpy()
+        return out
+
+    def voicing_from_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(3, 320, T) normalised CFP → ``(voicing, hz)`` per frame (:func:`hkdsme.model.decode.voicing_and_pitch`)."""
+        from hkdsme.model.decode import voicing_and_pitch
+
+        v = np.zeros(feats.shape[-1], dtype=np.float32)
+        h = np.zeros(feats.shape[-1], dtype=np.float64)
+        for a, n, logits in self._segment_logits(feats):
+            vv, hh = voicing_and_pitch(logits)
+            v[a:a + n] = vv.reshape(-1)[:n].cpu().numpy()
+            h[a:a + n] = hh.reshape(-1)[:n].cpu().numpy()
+        return v, h
+
+    def f0_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """(3, 320, T) normalised CFP → (T,) f0 in Hz (0 = unvoiced) with this predictor's decoder."""
+        from hkdsme.model.decode import bins_to_hz, f0_from_voicing
+
+        feats = np.asarray(feats, dtype=np.float32)
+        if self.decode == "argmax":
+            return np.asarray(bins_to_hz(self.bins_from_features(feats)), dtype=np.float64)
+        v, h = self.voicing_from_features(feats)
+        return f0_from_voicing(v, h, self.voicing_threshold)
+
+    def predict_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(3, 320, T) normalised CFP → ``(times, f0)`` on the 10 ms grid, f0 in Hz, 0 = unvoiced."""
+        f0 = self.f0_from_features(feats)
+        return grid.frame_times(f0.size), f0
+
+    def predict_audio(self, x, *, path=None, return_spectrum: bool = False):
+        """8 kHz mono audio → ``(times, f0)`` (+ the normalised spectrum channel (320, T) if ``return_spectrum``).
+
+        Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
+        """
+        return self._back(self._front(x, path), return_spectrum)
+
+    def _front(self, x, path=None):
+        """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP."""
+        x = check_audio(x, path)
+        n = grid.n_frames(x.size)
+        try:
+            feats = streamed_cfp(x, self.block_frames) if n <= self.max_held_frames else None
+        except InputError as e:
+            raise InputError(path, e.reason) from None
+        return x, n, feats, path
+
+    def _back(self, front, want_spec: bool):
+        """Second stage: the network (and, for long audio, the two-pass CFP) → ``(times, f0[, spectrum])``."""
+        x, n, feats, path = front
+        try:
+            if feats is not None:
+                f0, spec = self.f0_from_features(feats), (feats[0].copy() if want_spec else None)
+            else:
+                f0, spec = self._two_pass(x, n, want_spec)
+        except InputError as e:
+            raise InputError(path, e.reason) from None
+        out = (grid.frame_times(n), np.asarray(f0, dtype=np.float64))
+        return out + (spec,) if want_spec else out
+
+    def _two_pass(self, x, n, want_spec):
+        lo = np.full(3, np.inf, dtype=np.float32)
+        hi = np.full(3, -np.inf, dtype=np.float32)
+        for _, raw in raw_cfp_blocks(x, self.block_frames):
+            blo, bhi = _log_extrema(log_compress(raw))
+            np.minimum(lo, blo, out=lo)
+            np.maximum(hi, bhi, out=hi)
+        f0 = np.empty(n, dtype=np.float64)
+        spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
+        for a, raw in raw_cfp_blocks(x, self.block_frames):
+            v = scale_(log_compress(raw), lo, hi)
+            f0[a:a + v.shape[-1]] = self.f0_from_features(v)
+            if want_spec:
+                spec[:, a:a + v.shape[-1]] = v[0]
+        return f0, spec
+
+    def predict_file(self, path, *, return_spectrum: bool = False):
+        """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
+        return self._back(self._front_file(path), return_spectrum)
+
+    def _front_file(self, path):
+        from hkdsme.pipeline.audio import load_audio
+
+        return self._front(load_audio(path, sr=grid.SR), path)
+
+    def predict_many(self, paths, *, return_spectrum: bool = False, prefetch: bool = True):
+        """Yield ``(path, result or InputError)`` for every path, in order.
+
+        With ``prefetch``, decoding + CFP of file ``i+1`` runs in a worker thread while the network works on file
+        ``i`` (numba, scipy.fft, soxr and torch release the GIL), so the two stages overlap. Same results as
+        :meth:`predict_file` one by one.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = list(paths)
+        if not prefetch or len(paths) < 2:
+            for p in paths:
+                try:
+                    yield p, self.predict_file(p, return_spectrum=return_spectrum)
+                except InputError as e:
+                    yield p, e
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hkd-cfp") as pool:
+            nxt = pool.submit(self._front_file, paths[0])
+            for i, p in enumerate(paths):
+                cur = nxt
+                if i + 1 < len(paths):
+                    nxt = pool.submit(self._front_file, paths[i + 1])
+                try:
+                    yield p, self._back(cur.result(), return_spectrum)
+                except InputError as e:
+                    yield p, e
+
+
+def _to_8k(audio, sr) -> np.ndarray:
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2:  # (n, channels) as soundfile returns it, or (channels, n) as librosa does
+        x = x.mean(axis=1 if x.shape[0] > x.shape[1] else 0)
+    if x.ndim != 1:
+        raise InputError(None, f"audio array must be 1-D (or 2-D multichannel), got shape {x.shape}")
+    if sr is None:
+        raise ValueError("an audio array needs its sample rate: extract_melody(x, sr=44100)")
+    from hkdsme.pipeline.audio import resample
+
+    return resample(x, int(sr), grid.SR)
+
+
+_PREDICTORS: dict = {}
+_MAX_PREDICTORS = 4
+
+
+def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing", voicing_threshold=None):
+    """One loaded network per (checkpoint file and mtime, device, batch, precision) per process."""
+    path = Path(checkpoint).resolve() if checkpoint is not None else default_checkpoint()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None                     # missing file: let Predictor raise its own error
+    key = (str(path), stamp, str(device), int(batch_size), precision, decode, voicing_threshold)
+    pred = _PREDICTORS.pop(key, None) or Predictor(checkpoint=path, device=device, batch_size=batch_size,
+                                                    precision=precision, decode=decode,
+                                                    voicing_threshold=voicing_threshold)
+    _PREDICTORS[key] = pred              # most recently used last
+    while len(_PREDICTORS) > _MAX_PREDICTORS:
+        _PREDICTORS.pop(next(iter(_PREDICTORS)))
+    return pred
+
+
+def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
+                   precision: str = "auto", decode: str = "voicing", voicing_threshold: float | None = None):
+    """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
+
+    ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
+    multichannel arrays are averaged). ``checkpoint``: None → the embedded default model. The network is
+    loaded once per process and reused by later calls with the same arguments. ``decode``: ``"voicing"``
+    (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5) or
+    ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
+    """
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold)
+    if isinstance(audio, (str, Path)):
+        if sr is not None:
+            raise ValueError("sr is only for array input; a file carries its own sample rate")
+        return pred.predict_file(audio)
+    return pred.predict_audio(_to_8k(audio, sr))
+
+
+
+
+def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, precision: str = "auto",
+            decode: str = "voicing", voicing_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Melody of the audio array ``audio`` sampled at ``sr`` Hz: ``(times, f0)``.
+
+    ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ.
+    Other arguments as :func:`extract_melody`.
+    """
+    if isinstance(audio, (str, Path)):
+        raise TypeError("predict() takes an audio array; use predict_from_file() for a path")
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold)
+    return pred.predict_audio(_to_8k(audio, sr))
+
+
+def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, precision: str = "auto",
+                      decode: str = "voicing", voicing_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Melody of the audio file ``path``: ``(times, f0)``; :class:`InputError` naming the file if unusable."""
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold)
+    return pred.predict_file(path)
+
+
+def format_of(path) -> str:
+    """Melody format of an output name: ``.jams`` → jams, ``.txt`` → mirex, anything else → csv."""
+    name = Path(path).name.lower()
+    return "jams" if name.endswith(".jams") else "mirex" if name.endswith(".txt") else "csv"
+
+
+def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
+                                precision: str = "auto", decode: str = "voicing",
+                                voicing_threshold: float | None = None, *, fmt: str | None = None,
+                                plots=None, overwrite: bool = True, predictor: Predictor | None = None,
+                                prefetch: bool = True, on_result=None) -> tuple[dict, dict]:
+    """Melody of each audio file ``paths[i]`` written to ``outputs[i]`` (atomically).
+
+    ``fmt``: csv, mirex or jams; None → from each output's name (:func:`format_of`). ``plots``: None, or one PNG
+    path per input (contour over the CFP spectrum). ``overwrite=False`` refuses an output that already exists.
+    A bad input (missing, undecodable, silent, too short) or an output that cannot be written (existing with
+    ``overwrite=False``, read-only folder, a file where a folder should be) is recorded with a one-line reason
+    and the other files still run. ``on_result(path, output or None, reason or None)`` is called after each file.
+
+    Returns ``(written, failed)``: ``{input: output path}`` and ``{input: reason}``.
+    """
+    from hkdsme.evaluate.formats import FORMATS, write_melody
+
+    paths, outputs = [Path(p) for p in paths], [Path(o) for o in outputs]
+    if len(paths) != len(outputs):
+        raise ValueError(f"{len(paths)} input(s) but {len(outputs)} output path(s)")
+    plots = None if plots is None else [Path(p) for p in plots]
+    if plots is not None and len(plots) != len(paths):
+        raise ValueError(f"{len(paths)} input(s) but {len(plots)} plot path(s)")
+    if fmt is not None and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    pred = predictor or _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold)
+    written, failed = {}, {}
+    todo = []
+    for i, (p, o) in enumerate(zip(paths, outputs)):
+        why = _unwritable(o, overwrite) or (_unwritable(plots[i], overwrite) if plots is not None else None)
+        if why:
+            failed[p] = why
+            if on_result:
+                on_result(p, None, why)
+        else:
+            todo.append(i)
+    results = pred.predict_many([paths[i] for i in todo], return_spectrum=plots is not None, prefetch=prefetch)
+    for i, (path, res) in zip(todo, results):
+        out = outputs[i]
+        if isinstance(res, InputError):
+            failed[path], out = res.reason, None
+        else:
+            times, f0 = res[0], res[1]
+            try:
+                write_melody(out, times, f0, fmt or format_of(out), source=path.name)
+                if plots is not None:
+                    from hkdsme.evaluate.plots import plot_track
+
+                    plot_track(plots[i], res[2], {"estimate": (times, f0)}, title=path.name)
+            except OSError as e:
+                failed[path], out = f"cannot write {out}: {_os_reason(e)}", None
+            else:
+                written[path] = out
+        if on_result:
+            on_result(path, out, failed.get(path))
+    return written, failed
+
+
+def _os_reason(e: OSError) -> str:
+    """One line for an OSError (no traceback, no errno prefix)."""
+    return (e.strerror or str(e)).splitlines()[0] if isinstance(e, OSError) else str(e)
+
+
+def _unwritable(out: Path, overwrite: bool) -> str | None:
+    """Why ``out`` cannot be written (checked before any work), or None."""
+    if out.is_dir():
+        return f"cannot write {out}: it is a folder"
+    if out.exists() and not overwrite:
+        return f"{out} exists: not overwritten (pass --overwrite to replace it)"
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot write {out}: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {out}: folder {folder} is not writable (permission denied)"
+    return None
