@@ -1,4 +1,4 @@
-"""Melody metrics: thin, validated wrappers over ``mir_eval.melody.evaluate`` (method.md §5).
+"""Melody metrics: thin, validated wrappers over ``mir_eval.melody.evaluate`` (docs/method.md §5).
 
 With ``ref_v``/``est_v`` the voicing (f > 0) of each reference frame (after mir_eval resamples the estimate onto
 the reference times) and ``c = 1200 log2(|f| / 10 Hz)`` the pitch in cents (0 when f = 0)::

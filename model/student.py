@@ -1,4 +1,4 @@
-"""Student network: MSNet (Hsieh et al., ISMIR 2019) with 4 harmonic classes and 3 projector heads (method.md §2.3).
+"""Student network: MSNet (Hsieh et al., ISMIR 2019) with 4 harmonic classes and 3 projector heads (docs/method.md §2.3).
 
 Trunk (frequency × time, T frames):
 

@@ -1,4 +1,4 @@
-"""Teacher network: FTANet (Yu et al., 2021) with 4 harmonic output channels (method.md §2.4).
+"""Teacher network: FTANet (Yu et al., 2021) with 4 harmonic output channels (docs/method.md §2.4).
 
     x ─BN─┬─ bm_layer: Conv(4,1)/4 ─SELU─ Conv(4,1)/4 ─SELU─ Conv(4,1)/4 ─SELU─ Conv(5,1)/5 ─SELU → (C,1,T)
           └─ FTA+SF 3→32 ─MaxPool2×2─ FTA+SF 32→64 ─MaxPool2×2─ FTA+SF 64→128 ─ FTA+SF 128→128

@@ -1,4 +1,4 @@
-"""Melody annotations → the 10 ms frame grid, and the 4-class harmonic label map (method.md §2.2).
+"""Melody annotations → the 10 ms frame grid, and the 4-class harmonic label map (docs/method.md §2.2).
 
 ``f0_to_grid`` resamples a native annotation (any hop) onto ``grid.frame_times``; ``harmonic_map`` /
 ``harmonic_classes`` turn our label bins (``grid.hz_to_bin``: 0 = unvoiced, 1..320) into training targets.

@@ -26,7 +26,7 @@ def net_out(logits, heads=()):
 
 
 def harmonic_map(bins):
-    """Tiny local 4-class builder (method.md §2.2 on our bins 1..320, 0 unvoiced)."""
+    """Tiny local 4-class builder (docs/method.md §2.2 on our bins 1..320, 0 unvoiced)."""
     bins = np.asarray(bins)
     b_, t_ = bins.shape
     y = np.zeros((b_, 4, F_ROWS, t_), np.float32)

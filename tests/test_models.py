@@ -44,7 +44,7 @@ def teacher_ref():
 
 def test_parameter_counts():
     assert n_params(MSNet()) == 720_250
-    assert n_params(MSNet(heads=False)) == 531_630                 # method.md §2.5: trunk only
+    assert n_params(MSNet(heads=False)) == 531_630                 # docs/method.md §2.5: trunk only
     assert n_params(FTANet()) == 3_389_580
     assert n_params(FTANet(n_classes=1)) == 3_386_007              # = the original 1-channel FTANet
     # n_classes=1 shrinks bottom, up_conv1 and the three cc heads: 3·(128+32+32+64+64)·25 + 3·5 = 24_015

@@ -1,4 +1,4 @@
-"""Confidence-guided loss (CGL) of HKDSME (method.md §2.7).
+"""Confidence-guided loss (CGL) of HKDSME (docs/method.md §2.7).
 
 For a student map ``s``, a teacher map ``t`` and a target ``Y`` (all (B, C, F, T), F = 321 rows)::
 

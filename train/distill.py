@@ -2,7 +2,7 @@
 
 ``hkd-train run --teacher CKPT --labeled DIR... [--unlabeled DIR...] --val DIR --out RUN``
 
-Per epoch ``e`` (method.md §2.6–2.7):
+Per epoch ``e`` (docs/method.md §2.6–2.7):
 
 1. HCR (from ``hcr_start_epoch`` = 0, as the official loop): the student in eval mode predicts every unlabeled
    segment in batches of ``hcr_batch``; :func:`~hkdsme.train.hcr.select_segments` keeps a segment when

@@ -1,4 +1,4 @@
-"""Harmonic-consistency regularisation (HCR): which pseudo-labelled segments to keep (method.md §2.6).
+"""Harmonic-consistency regularisation (HCR): which pseudo-labelled segments to keep (docs/method.md §2.6).
 
 The student labels every unlabeled 64-frame segment; per frame take the argmax over the 321 rows of each
 channel: melody ``m``, harmonic ``h``, sub-harmonic ``s``. A frame is *consistent* when the three agree

@@ -1,4 +1,4 @@
-"""The HKDSME training loss (method.md §2.7), faithful to the official code or done right (default).
+"""The HKDSME training loss (docs/method.md §2.7), faithful to the official code or done right (default).
 
     L = CE(student, Y) + CGL(student, teacher, Y) + 0.1 · Σ_heads CGL(head, teacher, Y) + KL(teacher ‖ student)
 

@@ -1,6 +1,6 @@
 """Supervised pre-training of the 4-class harmonic teacher (FTANet): ``hkd-train teacher``.
 
-The official code never trains its teacher (method.md §2.9.1); DUDA (same group) loads a separately
+The official code never trains its teacher (docs/method.md §2.9.1); DUDA (same group) loads a separately
 pre-trained harmonic FTANet. We train it on the labeled caches with :func:`~hkdsme.train.losses.supervised_loss`
 against the 4-class map ``harmonic_map(bins)`` built per batch on the training device, and keep the epoch
 with the best validation OA (``--val`` cache, whole tracks, mir_eval) as ``RUN/best.pt``.
