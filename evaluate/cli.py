@@ -34,10 +34,15 @@ def _fail(e):
               help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
 @click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
+@click.option("--tracks", "tracks_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="Text file of track ids to score, one per line (chosen among all tracks).")
+@click.option("--all-tracks", is_flag=True,
+              help="Every track of the dataset, not its default list (adc2004/mirex05 default to the "
+                   "literature's vocal test lists: 12 / 9 tracks).")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N tracks.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write one PNG per track.")
 def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, precision, decode,
-           voicing_threshold, limit, plots):
+           voicing_threshold, tracks_file, all_tracks, limit, plots):
     """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA)."""
     from hkdsme.evaluate.report import run_report
 
@@ -45,7 +50,7 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
         r = run_report(list(checkpoints), dataset, root, split=split, out_dir=out_dir, cache_dir=cache_dir,
                        device=device, batch_size=batch_size, precision=precision, decode=decode,
                        voicing_threshold=voicing_threshold, plots=plots, limit=limit,
-                       log=click.echo)
+                       tracks_file=tracks_file, all_tracks=all_tracks, log=click.echo)
     except (InputError, ValueError) as e:
         _fail(e)
     except OSError as e:   # e.g. the --out folder became unwritable during the run

@@ -74,7 +74,8 @@ def _open_cache(cache_dir, log):
 
 def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report", cache_dir=None, device="cpu",
                batch_size: int = 32, precision: str = "auto", decode: str = "voicing",
-               voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print) -> dict:
+               voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print,
+               tracks_file=None, all_tracks: bool = False) -> dict:
     """Evaluate ``checkpoints`` on ``dataset`` and write the report files; returns the ``report.json`` dict.
 
     Checkpoints are all loaded first, so a bad one stops the run (``InputError``) before any work is done.
@@ -86,7 +87,7 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     from hkdsme.evaluate.plots import plot_summary, plot_track
     from hkdsme.evaluate.inference import Predictor
     from hkdsme.evaluate.predict import check_out_dir
-    from hkdsme.pipeline.datasets import list_tracks
+    from hkdsme.pipeline.datasets import list_tracks, track_list_name
 
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
@@ -94,7 +95,8 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     names = checkpoint_names(checkpoints)
     preds = {n: Predictor(c, device=device, batch_size=batch_size, precision=precision, decode=decode,
                           voicing_threshold=voicing_threshold) for n, c in zip(names, checkpoints)}
-    tracks = list_tracks(dataset, root, split=split, limit=limit)
+    tracks = list_tracks(dataset, root, split=split, limit=limit, tracks_file=tracks_file, all_tracks=all_tracks)
+    track_list = track_list_name(dataset, split, tracks_file, all_tracks) + (f", first {limit}" if limit else "")
     cache = _open_cache(cache_dir, log)
 
     per_track = {n: {} for n in names}
@@ -123,6 +125,7 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     means = {n: (mean_scores(per_track[n].values()) if n_ok else {m: None for m in METRICS}) for n in names}
     report = {
         "dataset": dataset, "root": str(root), "split": split, "n_tracks": len(tracks), "n_scored": n_ok,
+        "track_list": track_list,
         "feature_hash": grid.feature_hash(), "cache": str(cache_dir) if cache_dir else None,
         "feature_source": sources,
         "protocol": "mir_eval.melody.evaluate(native ref times/Hz, est on 10 ms grid); 50 cents; %; "
@@ -162,6 +165,7 @@ def _markdown(r: dict) -> str:
         f"# hkd-eval report: {r['dataset']}" + (f" ({r['split']})" if r["split"] else ""),
         "",
         f"- root: `{r['root']}`; tracks: {r['n_scored']} scored of {r['n_tracks']}, {len(r['failed'])} failed",
+        f"- track list: {r['track_list']}",
         f"- features: {', '.join(src) or 'none'} (feature hash `{r['feature_hash']}`)",
         f"- {r['protocol']} (mir_eval {r['mir_eval_version']})",
         "",

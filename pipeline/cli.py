@@ -60,7 +60,10 @@ def cfp(audio, out):
               help="Cache folder [default: data_cache/<dataset>[-<split>]].")
 @click.option("--split", default=None, help="Dataset split (e.g. train / validation / test).")
 @click.option("--tracks", "tracks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Text file of track ids to extract, one per line.")
+              default=None, help="Text file of track ids to extract, one per line (chosen among all tracks).")
+@click.option("--all-tracks", is_flag=True,
+              help="Every track of the dataset, not its default list (adc2004/mirex05 default to the "
+                   "literature's vocal test lists: 12 / 9 tracks).")
 @click.option("--jobs", default=-1, show_default=True, help="Parallel workers (-1 = all cores).")
 @click.option("--backend", type=click.Choice(["loky", "threading", "dask"]), default="loky", show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N tracks.")
@@ -74,8 +77,8 @@ def cfp(audio, out):
                    "(train, robust) or a TOML file; track ids get __aug<k>.")
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --augment: variants per clip.")
-def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force, strict, no_progress, voice_db,
-            augment_spec, variants):
+def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, limit, force, strict,
+            no_progress, voice_db, augment_spec, variants):
     """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
     from hkdsme.pipeline import datasets
     from hkdsme.pipeline.extract import extract as run_extract
@@ -87,7 +90,7 @@ def extract(dataset, root, out, split, tracks_file, jobs, backend, limit, force,
     try:   # absolute paths: worker processes need not share our cwd
         options = {} if voice_db is None else {"voice_db": voice_db}
         tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit,
-                                      **options)
+                                      all_tracks=all_tracks, **options)
         if augment_spec is not None:
             from hkdsme.pipeline import augment as aug
 

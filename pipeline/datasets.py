@@ -48,8 +48,10 @@ MIR1K_SINGERS = {"validation": ("Kenshin", "heycat"),
 MEDLEYDB_LISTS = {"train": "medleydb_train_35_tracks.txt",
                   "validation": "msnet_medleydb_vocal_val_13.txt",
                   "test": "tonet_test_medleydb_12.txt"}
-# Vocal test subsets used by HKDSME: split="test" selects them, no split lists every <name>.wav.
+# The vocal-melody literature's test sets (HKDSME/MSNet lineage): ADC2004's 12 vocal tracks, MIREX05's 9. They are
+# the DEFAULT track lists of these adapters (also split="test"); ``all_tracks`` / a ``tracks_file`` choose others.
 REF_TEST_LISTS = {"adc2004": "hkdsme_test_04_npy.txt", "mirex05": "hkdsme_test_05_npy.txt"}
+REF_TEST_NAMES = {"adc2004": "ADC2004's 12 vocal tracks", "mirex05": "MIREX05's 9 vocal tracks"}
 
 
 @dataclass
@@ -87,21 +89,28 @@ class Track:
 
 
 def list_tracks(name: str, root, split: str | None = None, tracks_file=None, limit: int | None = None,
-                **options) -> list[Track]:
+                all_tracks: bool = False, **options) -> list[Track]:
     """Tracks of dataset ``name`` under ``root``.
 
     ``split`` ∈ train/validation/test where the dataset defines one (mir1k: ``splits.json`` or the singer rule;
-    medleydb: the lineage lists; adc2004/mirex05: only "test" = HKDSME's vocal subset). ``tracks_file``: text file
-    of track ids, one per line (blank lines and ``#`` comments skipped), selecting and ordering the tracks;
-    unknown ids raise ``InputError(tracks_file, ...)`` (medleydb without ``split``: the file is the track list,
-    ``<T>``, ``<T>_MIX`` or ``<T>_MIX.npy``). ``limit``: keep the first N. ``options`` go to the
-    adapter: ``voice_db`` (mir1k, ikala; remix at that voice-to-accompaniment ratio, id suffix ``_v{+g}dB``),
-    ``vocal_only`` (medleydb, default True).
+    medleydb: the lineage lists; adc2004/mirex05: only "test"). adc2004/mirex05 default to the literature's
+    vocal test lists (:data:`REF_TEST_LISTS`, built in; a listed track missing from ``root`` is an
+    ``InputError``); ``all_tracks`` lists every ``<name>.wav`` instead (medleydb: every MELODY2 annotation, all
+    others: no split). ``tracks_file``: text file of track ids, one per line (blank lines and ``#`` comments
+    skipped), selecting and ordering the tracks among ALL of the dataset's (or the split's) tracks; unknown ids
+    raise ``InputError(tracks_file, ...)`` (medleydb without ``split``: the file is the track list, ``<T>``,
+    ``<T>_MIX`` or ``<T>_MIX.npy``). ``all_tracks`` excludes ``split`` and ``tracks_file``. ``limit``: keep the
+    first N. ``options`` go to the adapter: ``voice_db`` (mir1k, ikala; remix at that voice-to-accompaniment
+    ratio, id suffix ``_v{+g}dB``), ``vocal_only`` (medleydb, default True). :func:`track_list_name` says in
+    words which list a call uses.
     """
     if name not in _LISTERS:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if all_tracks and (split is not None or tracks_file is not None):
+        raise ValueError("all tracks (--all-tracks) cannot be combined with a split (--split) or a track list "
+                         "(--tracks)")
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "dataset root is not a directory")
@@ -112,7 +121,11 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
     if name == "medleydb" and tracks_file is not None and split is None:
         # MedleyDB is listed from names, not from disk (the audio may be absent): the file IS the list
         tracks = lister(root, None, names=read_id_list(tracks_file), **options)
+    elif name == "medleydb" and all_tracks:
+        tracks = lister(root, None, names=_medleydb_annotated(root), **options)
     else:
+        if name in REF_TEST_LISTS and split is None and tracks_file is None and not all_tracks:
+            split = "test"            # the literature's vocal list by default
         tracks = lister(root, split, **options)
         _refuse_duplicate_ids(tracks, root)
         if tracks_file is not None:
@@ -120,6 +133,19 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
     if limit is not None:
         tracks = tracks[: max(int(limit), 0)]
     return tracks
+
+
+def track_list_name(name: str, split: str | None = None, tracks_file=None, all_tracks: bool = False) -> str:
+    """Which track list :func:`list_tracks` uses for these arguments, in words (for reports)."""
+    if tracks_file is not None:
+        return f"--tracks {tracks_file}" + (f" (within split {split!r})" if split else "")
+    if all_tracks:
+        return "all tracks (--all-tracks)"
+    if name in REF_TEST_LISTS and split in (None, "test"):
+        return f"built-in {REF_TEST_LISTS[name]} ({REF_TEST_NAMES[name]})"
+    if name == "medleydb":
+        return f"built-in {MEDLEYDB_LISTS[split or 'train']} (split {split or 'train'})"
+    return f"split {split!r}" if split else "all tracks"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -367,11 +393,23 @@ def _list_medleydb(root: Path, split, vocal_only=True, names=None) -> list[Track
     if names is None:
         names = read_id_list(LISTS_DIR / MEDLEYDB_LISTS[split or "train"])
     names = list(dict.fromkeys(_normalise_id(n) for n in names))
-    mel = root / "Annotations" / "Melody_Annotations" / "MELODY2"
+    mel = _medleydb_melody2(root)
     src = root / "Annotations" / "Instrument_Activations" / "SOURCEID"
     return [Track(t, "medleydb", root / "Audio" / t / f"{t}_MIX.wav", mel / f"{t}_MELODY2.csv",
                   {"vocal_only": bool(vocal_only), "sourceid_path": src / f"{t}_SOURCEID.lab"})
             for t in names]
+
+
+def _medleydb_melody2(root: Path) -> Path:
+    return root / "Annotations" / "Melody_Annotations" / "MELODY2"
+
+
+def _medleydb_annotated(root: Path) -> list[str]:
+    """Every track with a MELODY2 annotation under ``root`` (``all_tracks``)."""
+    names = sorted(p.name[: -len("_MELODY2.csv")] for p in _medleydb_melody2(root).glob("*_MELODY2.csv"))
+    if not names:
+        raise InputError(_medleydb_melody2(root), "no <T>_MELODY2.csv annotations found (expected MedleyDB layout)")
+    return names
 
 
 def _f0_medleydb(tr: Track):
@@ -418,13 +456,26 @@ def _ref_lister(dataset: str):
             if split != "test" or dataset not in REF_TEST_LISTS:
                 raise ValueError(f"{dataset} has no {split!r} split" + (" (only 'test')" if dataset in
                                                                          REF_TEST_LISTS else ""))
-            keep = [_normalise_id(n) for n in read_id_list(LISTS_DIR / REF_TEST_LISTS[dataset])]
+            lst = REF_TEST_LISTS[dataset]
+            keep = [_normalise_id(n) for n in read_id_list(LISTS_DIR / lst)]
             missing = [k for k in keep if k not in wavs]
             if missing:
-                raise InputError(root, f"test-list track(s) missing: {missing}")
+                raise InputError(root, f"track(s) of the built-in list {lst} ({REF_TEST_NAMES[dataset]}) "
+                                       f"missing: {missing}; --all-tracks uses whatever <name>.wav files exist")
             wavs = {k: wavs[k] for k in keep}
-        return [Track(n, dataset, p, root / f"{n}REF.txt") for n, p in wavs.items()]
+        return [Track(n, dataset, p, _ref_label(root, n)) for n, p in wavs.items()]
     return lister
+
+
+def _ref_label(root: Path, name: str) -> Path:
+    """``<name>REF.txt``; for ``<x>MIDI.wav`` whose reference ships as ``<x>REF.txt`` (MIREX05's
+    ``train13MIDI.wav`` → ``train13REF.txt``) that file, when ``<x>MIDIREF.txt`` does not exist."""
+    ref = root / f"{name}REF.txt"
+    if not ref.is_file() and name.endswith("MIDI"):
+        alt = root / f"{name[:-len('MIDI')]}REF.txt"
+        if alt.is_file():
+            return alt
+    return ref
 
 
 def _f0_ref(tr: Track):

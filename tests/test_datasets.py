@@ -197,15 +197,16 @@ def test_ref_layout(tmp_path, name):
     sf.write(root / "pop1.wav", _sine(220, 44100, 4410, 0.3), 44100)
     _write(root / "daisy1REF.txt", "0.000000\t0.000000\n0.005805\t220.500000\n", newline="\r\n")
     _write(root / "pop1REF.txt", "0.0   0.0\n 0.01    330.0 \n\n")
-    tracks = D.list_tracks(name, root)
+    tracks = D.list_tracks(name, root, all_tracks=True)
     assert [t.track_id for t in tracks] == ["daisy1", "pop1"]
     t0, f0 = tracks[0].load_f0()
     np.testing.assert_allclose(t0, [0.0, 0.005805])
     np.testing.assert_allclose(f0, [0.0, 220.5])
     np.testing.assert_allclose(tracks[1].load_f0()[1], [0.0, 330.0])
     assert tracks[0].load_audio().shape == (800,)
-    with pytest.raises(InputError, match="missing"):       # the HKDSME vocal test subset is not all there
-        D.list_tracks(name, root, split="test")
+    for split in (None, "test"):       # the default = the literature's vocal test list, which is not all there
+        with pytest.raises(InputError, match="missing.*--all-tracks"):
+            D.list_tracks(name, root, split=split)
     _write(root / "pop1REF.txt", "0.0 0.0\n0.01\n")
     with pytest.raises(InputError, match="line 2"):
         tracks[1].load_f0()
@@ -219,8 +220,103 @@ def test_adc2004_test_split(tmp_path):
              "pop1", "pop2", "pop3", "pop4", "jazz1"]
     for n in names:
         sf.write(tmp_path / f"{n}.wav", np.zeros(100), 8000)
-    assert len(D.list_tracks("adc2004", tmp_path)) == 13
+    assert len(D.list_tracks("adc2004", tmp_path, all_tracks=True)) == 13
     assert [t.track_id for t in D.list_tracks("adc2004", tmp_path, split="test")] == names[:12]
+
+
+ADC_VOCAL = ["daisy1", "daisy2", "daisy3", "daisy4", "opera_fem2", "opera_fem4", "opera_male3", "opera_male5",
+             "pop1", "pop2", "pop3", "pop4"]
+MIREX05_VOCAL = [f"train{i:02d}" for i in range(1, 10)]
+
+
+def _ref_layout(root, names, refs=None, dur=1.0):
+    """``<name>.wav`` (a synthetic song, 8 kHz) + its ``REF.txt`` (named by ``refs[name]`` when given)."""
+    from hkdsme.pipeline.synthetic import write_dataset
+
+    src = write_dataset(root / "_src", n=1, seed=7, duration=dur)[0]
+    refs = refs or {}
+    for n in names:
+        (root / f"{n}.wav").write_bytes(src.read_bytes())
+        (root / refs.get(n, f"{n}REF.txt")).write_bytes(src.with_name(src.stem + "REF.txt").read_bytes())
+    return root
+
+
+def test_literature_lists_are_the_default(tmp_path):
+    """adc2004: 12 vocal tracks of 20; mirex05: train01-09, not the instrumental train10-12 nor train13MIDI."""
+    adc = tmp_path / "adc"
+    adc.mkdir()
+    _ref_layout(adc, ADC_VOCAL + ["jazz1", "jazz2", "midi1", "midi2", "opera_fem1", "opera_male1"])
+    assert [t.track_id for t in D.list_tracks("adc2004", adc)] == ADC_VOCAL
+    assert len(D.list_tracks("adc2004", adc, all_tracks=True)) == 18
+    mx = tmp_path / "mx"
+    mx.mkdir()
+    _ref_layout(mx, MIREX05_VOCAL + ["train10", "train11", "train12", "train13MIDI"],
+                refs={"train13MIDI": "train13REF.txt"})
+    assert [t.track_id for t in D.list_tracks("mirex05", mx)] == MIREX05_VOCAL
+    assert [t.track_id for t in D.list_tracks("mirex05", mx, split="test")] == MIREX05_VOCAL
+    every = D.list_tracks("mirex05", mx, all_tracks=True)
+    assert [t.track_id for t in every][-4:] == ["train10", "train11", "train12", "train13MIDI"]
+    for t in every:                   # every reference is found, train13MIDI's as it ships (train13REF.txt)
+        assert t.load_f0()[0].size > 0
+    assert every[-1].label_path == mx / "train13REF.txt"
+    # --tracks chooses among ALL tracks (ids with or without .npy, as the lineage lists write them)
+    (tmp_path / "l.txt").write_text("train13MIDI.npy\ntrain10\n")
+    assert [t.track_id for t in D.list_tracks("mirex05", mx, tracks_file=tmp_path / "l.txt")] == \
+        ["train13MIDI", "train10"]
+    with pytest.raises(ValueError, match="all-tracks"):
+        D.list_tracks("mirex05", mx, all_tracks=True, tracks_file=tmp_path / "l.txt")
+    # the lists are package data, the same as the lineage's own files
+    shared = SHARED / "docs" / "lists"
+    for name, fn in D.REF_TEST_LISTS.items():
+        assert len(D.read_id_list(D.LISTS_DIR / fn)) == {"adc2004": 12, "mirex05": 9}[name]
+        if shared.is_dir():
+            assert (D.LISTS_DIR / fn).read_bytes() == (shared / fn).read_bytes()
+    assert D.track_list_name("mirex05") == "built-in hkdsme_test_05_npy.txt (MIREX05's 9 vocal tracks)"
+    assert D.track_list_name("mirex05", all_tracks=True) == "all tracks (--all-tracks)"
+
+
+def test_report_and_extract_say_which_list(tmp_path):
+    """hkd-eval report: default list, --tracks (train13MIDI scored against train13REF.txt), --all-tracks;
+    report.md / report.json name the list. hkd-prep extract: default list, then --all-tracks adds the rest."""
+    import torch
+    from click.testing import CliRunner
+
+    from hkdsme.evaluate.cli import main as eval_main
+    from hkdsme.model.checkpoint import save_checkpoint
+    from hkdsme.model.student import MSNet
+    from hkdsme.pipeline import grid
+    from hkdsme.pipeline.cli import main as prep_main
+
+    mx = tmp_path / "mx"
+    mx.mkdir()
+    _ref_layout(mx, MIREX05_VOCAL + ["train10", "train13MIDI"], refs={"train13MIDI": "train13REF.txt"})
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "s.pt", MSNet(), kind="student", config={}, feature_hash=grid.feature_hash())
+    base = ["report", "--checkpoint", str(ck), "--dataset", "mirex05", "--root", str(mx), "--no-plots"]
+    r = CliRunner().invoke(eval_main, base + ["--limit", "1", "--out", str(tmp_path / "r1")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert rep["track_list"] == "built-in hkdsme_test_05_npy.txt (MIREX05's 9 vocal tracks), first 1"
+    assert list(rep["checkpoints"]["s"]["per_track"]) == ["train01"]
+    assert "- track list: built-in hkdsme_test_05_npy.txt (MIREX05's 9 vocal tracks), first 1" in \
+        (tmp_path / "r1" / "report.md").read_text()
+    (tmp_path / "l.txt").write_text("train13MIDI\n")
+    r = CliRunner().invoke(eval_main, base + ["--tracks", str(tmp_path / "l.txt"), "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert list(rep["checkpoints"]["s"]["per_track"]) == ["train13MIDI"] and rep["failed"] == {}
+    assert rep["track_list"] == f"--tracks {tmp_path / 'l.txt'}"
+    r = CliRunner().invoke(eval_main, base + ["--all-tracks", "--tracks", str(tmp_path / "l.txt"),
+                                              "--out", str(tmp_path / "r3")])
+    assert r.exit_code != 0 and "cannot be combined" in r.output and "Traceback" not in r.output
+
+    out = tmp_path / "cache"
+    args = ["extract", "--dataset", "mirex05", "--root", str(mx), "--out", str(out), "--jobs", "1",
+            "--backend", "threading", "--no-progress"]
+    r = CliRunner().invoke(prep_main, args)
+    assert r.exit_code == 0 and "9 done, 0 skipped (already there), 0 failed" in r.output, r.output
+    r = CliRunner().invoke(prep_main, args + ["--all-tracks"])
+    assert r.exit_code == 0 and "2 done, 9 skipped (already there), 0 failed" in r.output, r.output
 
 
 # ------------------------------------------------------------------------------------------------ unlabeled
