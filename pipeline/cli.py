@@ -66,6 +66,10 @@ def cfp(audio, out):
                    "literature's vocal test lists: 12 / 9 tracks).")
 @click.option("--jobs", default=-1, show_default=True, help="Parallel workers (-1 = all cores).")
 @click.option("--backend", type=click.Choice(["loky", "threading", "dask"]), default="loky", show_default=True)
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="--backend dask: address of a running dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a "
+                   "local cluster of --jobs worker processes). Workers must read the dataset at the same paths; "
+                   "shards are written by this process.")
 @click.option("--limit", type=int, default=None, help="Only the first N tracks.")
 @click.option("--force", is_flag=True, help="Recompute everything (also rebuilds a cache with another feature hash).")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any track failed.")
@@ -77,7 +81,7 @@ def cfp(audio, out):
                    "(train, robust) or a TOML file; track ids get __aug<k>.")
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --augment: variants per clip.")
-def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, limit, force, strict,
+def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, scheduler, limit, force, strict,
             no_progress, voice_db, augment_spec, variants):
     """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
     from hkdsme.pipeline import datasets
@@ -101,10 +105,13 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, l
         raise click.ClickException(str(e)) from None
     if not tracks:
         raise click.ClickException(f"no tracks found for dataset {dataset!r} in {root}")
+    if scheduler and backend != "dask":
+        raise click.ClickException("--scheduler is for --backend dask")
     t0 = time.perf_counter()
     try:
         s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
-                        progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment)
+                        progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment,
+                        scheduler=scheduler)
     except (InputError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
     wall = time.perf_counter() - t0

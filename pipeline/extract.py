@@ -55,40 +55,152 @@ def check_label_span(path, times, duration_s: float) -> None:
         raise InputError(path, f"label span {end:.1f} s does not match audio {duration_s:.1f} s")
 
 
-def process_track(track, out: str | os.PathLike, shard_rel: str, dataset: str) -> dict:
+# Audio longer than this many frames is streamed: two CFP passes over blocks (``evaluate.inference``'s
+# ``raw_cfp_blocks``; pass 1 finds the per-channel extrema of the global normalisation, pass 2 recomputes each
+# block, normalises it and writes its segments into the shard), so memory is one block plus the shard's labels
+# instead of ~70 MB per minute of audio. The same 10-minute bound as predict's one-pass regime
+# (``inference.MAX_HELD_FRAMES``, not imported for it: ``evaluate.inference`` imports torch, ~300 MB per
+# worker, so it is imported only when a file is streamed). 20-min synthetic file, peak RSS: 1561 MB one-pass,
+# 518 MB streamed (of which ~310 MB is the torch import and ~150 MB decoding the audio).
+STREAM_FRAMES = 10 * 60 * 100
+
+
+def _stream_frames() -> int:
+    return STREAM_FRAMES
+
+
+def _block_frames() -> int:
+    from hkdsme.evaluate.inference import DEFAULT_BLOCK_S, _block_frames as frames
+    return frames(DEFAULT_BLOCK_S)
+
+
+def _streamed_extrema(audio: np.ndarray, block_frames: int):
+    """Pass 1: per-channel min / max of ``log(1 + raw CFP)`` over the whole track (the normalisation's)."""
+    from hkdsme.evaluate.inference import _log_extrema, raw_cfp_blocks
+    from hkdsme.pipeline.cfp import log_compress
+
+    lo = np.full(3, np.inf, dtype=np.float32)
+    hi = np.full(3, -np.inf, dtype=np.float32)
+    for _, raw in raw_cfp_blocks(audio, block_frames):
+        blo, bhi = _log_extrema(log_compress(raw))
+        np.minimum(lo, blo, out=lo)
+        np.maximum(hi, bhi, out=hi)
+    return lo, hi
+
+
+def _streamed_blocks(audio: np.ndarray, lo, hi, block_frames: int, path):
+    """Pass 2: ``(first_frame, normalised CFP block)``, equal to the frames of ``cfp(audio)``."""
+    from hkdsme.evaluate.inference import raw_cfp_blocks
+    from hkdsme.pipeline.cfp import log_compress, scale_
+
+    for a, raw in raw_cfp_blocks(audio, block_frames):
+        v = scale_(log_compress(raw), lo, hi)
+        if not np.all(np.isfinite(v)):
+            raise InputError(path, "features contain NaN/inf")
+        yield a, v
+
+
+def compute_track(track, stream_frames: int | None = None):
+    """Features and labels of one track (bad input raises ``InputError`` naming the file).
+
+    Returns ``(duration_s, n_frames, features, bins, f0)``: ``features`` is the float32 ``(3, 320, T)`` CFP, or,
+    for audio longer than ``stream_frames`` (default :data:`STREAM_FRAMES`), a function returning an iterator of
+    ``(first_frame, block)`` (pass 2 of the streamed CFP; pass 1 has run). ``bins`` / ``f0`` are None when the
+    track is unlabeled.
+    """
+    audio = track.load_audio()
+    duration = len(audio) / grid.SR
+    limit = _stream_frames() if stream_frames is None else int(stream_frames)
+    try:
+        if grid.n_frames(len(audio)) > limit:
+            audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
+            bf = _block_frames()
+            lo, hi = _streamed_extrema(audio, bf)
+            t = grid.n_frames(len(audio))
+            feats = lambda: _streamed_blocks(audio, lo, hi, bf, track.audio_path)  # noqa: E731
+        else:
+            feats = np.asarray(compute_features(audio), dtype=np.float32)
+            t = feats.shape[-1]
+            if not np.all(np.isfinite(feats)):
+                raise InputError(track.audio_path, "features contain NaN/inf")
+    except InputError as e:   # cfp names no file
+        raise InputError(track.audio_path if e.path is None else e.path, e.reason) from None
+    ann = track.load_f0()
+    bins = f0 = None
+    if ann is not None:
+        times, hz = ann
+        check_label_span(track.label_path or track.audio_path, times, duration)
+        f0 = np.asarray(f0_on_grid(times, hz, t), dtype=np.float32)
+        bins = grid.hz_to_bin(f0)
+    return duration, t, feats, bins, f0
+
+
+def _entry(shard_rel: str, info: dict, duration: float, labeled: bool) -> dict:
+    return {"shard": shard_rel, "n_frames": info["n_frames"], "n_segments": info["n_segments"],
+            "n_voiced": info["n_voiced"], "duration_s": round(duration, 4), "labeled": labeled,
+            "checksum": info["checksum"]}
+
+
+def _failure(track, e: BaseException) -> dict:
+    if isinstance(e, InputError):
+        return {"failed": str(e) if e.path is not None else f"{track.audio_path}: {e.reason}"}
+    return {"failed": f"{track.audio_path}: {type(e).__name__}: {e}"}
+
+
+def process_track(track, out: str | os.PathLike, shard_rel: str, dataset: str, stream_frames: int | None = None
+                  ) -> dict:
     """Extract one track into ``out/shard_rel``; return its manifest entry or ``{"failed": "<file>: <reason>"}``.
 
     Runs inside a joblib worker. Bad input (``InputError``) is returned, not raised, so one file never stops
     a batch; any other exception is returned too, prefixed by its type, so a library bug on one odd file
-    shows up in the summary instead of killing hours of work.
+    shows up in the summary instead of killing hours of work. Long audio (``stream_frames``, see
+    :func:`compute_track`) is streamed into the shard block by block.
     """
     try:
-        audio = track.load_audio()
-        duration = len(audio) / grid.SR
-        try:
-            feats = compute_features(audio)
-        except InputError as e:   # cfp names no file
-            raise InputError(track.audio_path, e.reason) from None
-        feats = np.asarray(feats, dtype=np.float32)
-        t = feats.shape[-1]
-        if not np.all(np.isfinite(feats)):
-            raise InputError(track.audio_path, "features contain NaN/inf")
-        ann = track.load_f0()
-        bins = f0 = None
-        if ann is not None:
-            times, hz = ann
-            check_label_span(track.label_path or track.audio_path, times, duration)
-            f0 = np.asarray(f0_on_grid(times, hz, t), dtype=np.float32)
-            bins = grid.hz_to_bin(f0)
-        info = shards.write_shard(Path(out) / shard_rel, feats, bins, f0, track_id=track.track_id,
-                                  dataset=dataset, audio_path=track.audio_path)
-        return {"shard": shard_rel, "n_frames": info["n_frames"], "n_segments": info["n_segments"],
-                "n_voiced": info["n_voiced"], "duration_s": round(duration, 4), "labeled": ann is not None,
-                "checksum": info["checksum"]}
-    except InputError as e:
-        return {"failed": str(e) if e.path is not None else f"{track.audio_path}: {e.reason}"}
+        duration, t, feats, bins, f0 = compute_track(track, stream_frames)
+        kw = dict(track_id=track.track_id, dataset=dataset, audio_path=track.audio_path)
+        if callable(feats):
+            info = shards.write_shard_blocks(Path(out) / shard_rel, t, feats(), bins, f0, **kw)
+        else:
+            info = shards.write_shard(Path(out) / shard_rel, feats, bins, f0, **kw)
+        return _entry(shard_rel, info, duration, bins is not None)
     except Exception as e:  # noqa: BLE001 - reported per file, see docstring
-        return {"failed": f"{track.audio_path}: {type(e).__name__}: {e}"}
+        return _failure(track, e)
+
+
+def compute_track_arrays(track, stream_frames: int | None = None) -> dict:
+    """A dask task: the arrays of one track's shard, returned to the client that writes it (workers need not
+    see the output folder). ``{"features": float16 (3, 320, T), "bins", "f0", "duration_s"}`` or
+    ``{"failed": ...}``. float16 is the shard's own dtype, so the client writes the same bytes as
+    :func:`process_track`; a streamed track is assembled block by block (memory: the float16 result plus one
+    block)."""
+    try:
+        duration, t, feats, bins, f0 = compute_track(track, stream_frames)
+        if callable(feats):
+            out = np.empty((3, grid.N_FREQ, t), shards.FEATURE_DTYPE)
+            for a, blk in feats():
+                out[:, :, a:a + blk.shape[-1]] = blk
+        else:
+            out = feats.astype(shards.FEATURE_DTYPE)
+        return {"features": out, "bins": bins, "f0": f0, "duration_s": duration}
+    except Exception as e:  # noqa: BLE001 - reported per file
+        return _failure(track, e)
+
+
+def write_track_arrays(track, res: dict, out: Path, shard_rel: str, dataset: str) -> dict:
+    """Client side of the dask backend: write ``compute_track_arrays``'s result as the track's shard."""
+    if "failed" in res:
+        return res
+    try:
+        feats = res["features"]
+        t = feats.shape[-1]
+        step = _block_frames()
+        info = shards.write_shard_blocks(out / shard_rel, t, ((a, feats[:, :, a:a + step]) for a in range(0, t, step)),
+                                         res["bins"], res["f0"], track_id=track.track_id, dataset=dataset,
+                                         audio_path=track.audio_path)
+        return _entry(shard_rel, info, res["duration_s"], res["bins"] is not None)
+    except Exception as e:  # noqa: BLE001 - e.g. the output folder became unwritable
+        return _failure(track, e)
 
 
 LOCK = ".lock"
@@ -204,7 +316,8 @@ def _prepare(out: Path, dataset: str, force: bool, augment: dict | None = None) 
 
 
 def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = False, strict: bool = False,
-            progress: bool = True, dataset: str | None = None, echo=print, augment: dict | None = None) -> dict:
+            progress: bool = True, dataset: str | None = None, echo=print, augment: dict | None = None,
+            scheduler: str | None = None) -> dict:
     """Extract ``tracks`` into the cache folder ``out``; return the run summary.
 
     Summary: ``done`` / ``skipped`` (already cached) / ``failed`` counts, ``failures`` (one line each),
@@ -213,6 +326,12 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
     exit code; ``summary["all_failed"]`` (every track failed, nothing usable) makes it non-zero regardless.
     Raises ``InputError`` if another extract holds the folder's lock. ``augment``: the augmentation spec
     (``AugmentSpec.to_dict()``) the tracks were made with; it is stored in the manifest and part of its ``cache_hash``. ``audio_s``: seconds of audio extracted by this run.
+
+    ``backend="dask"`` runs the tracks on a ``distributed`` cluster: the scheduler at ``scheduler`` (or
+    ``$DASK_SCHEDULER_ADDRESS``), else the current ``distributed.Client``, else a ``LocalCluster`` of ``jobs``
+    worker processes (-1: one per usable core) started and closed here. Workers compute each track's arrays and
+    return them; this process writes every shard (lock, journal and checksums stay here), so workers must read
+    the dataset at the tracks' paths but need not see ``out``.
     """
     tracks = list(tracks)
     out = Path(out).absolute()   # reused loky workers may run in another cwd (track paths: see the CLI)
@@ -225,10 +344,12 @@ def extract(tracks, out, jobs: int = -1, backend: str = "loky", force: bool = Fa
         dataset = names[0] if len(names) == 1 else "+".join(names)
     out.mkdir(parents=True, exist_ok=True)
     with cache_lock(out):
-        return _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment)
+        return _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment,
+                               scheduler)
 
 
-def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment) -> dict:
+def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset, echo, augment,
+                    scheduler=None) -> dict:
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -248,13 +369,14 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
     audio_s = 0.0
     if todo:
         if backend == "dask":
-            _dask_client()
-        par = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        tasks = (delayed(_task)(t, str(out), shards.shard_relpath(t.track_id), dataset) for t in todo)
+            results = _dask_results(todo, out, dataset, jobs, scheduler)
+        else:
+            par = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
+            results = par(delayed(_task)(t, str(out), shards.shard_relpath(t.track_id), dataset) for t in todo)
         bar = tqdm(total=len(todo), desc=f"extract {dataset}", unit="track", disable=not progress)
         journal = shards.Journal(out)
         try:
-            for track_id, res in par(tasks):
+            for track_id, res in results:
                 if "failed" in res:
                     journal.append(track_id, failed=res["failed"])
                     m["failed"][track_id] = res["failed"]
@@ -272,6 +394,9 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
                     audio_s += res["duration_s"]
                 bar.update()
         finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()               # a dask run shuts its cluster down here
             bar.close()
             journal.close()
             shards.compact_journal(out)
@@ -288,17 +413,96 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
     return summary
 
 
-def _dask_client():
-    """joblib's dask backend runs on the current ``distributed.Client``: connect to ``$DASK_SCHEDULER_ADDRESS``
-    (a cluster) or start a local one."""
+def _usable_cores() -> int:
     try:
-        from dask.distributed import Client, default_client
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _dask_client(jobs: int = -1, scheduler: str | None = None):
+    """``(client, close)``: a client of ``scheduler`` / ``$DASK_SCHEDULER_ADDRESS``, else the current
+    ``distributed.Client``, else a new ``LocalCluster`` of ``jobs`` single-threaded worker processes (-1: one
+    per usable core); ``close()`` shuts down only what was started here."""
+    try:
+        from dask.distributed import Client, LocalCluster, default_client
     except ImportError:
-        raise RuntimeError("--backend dask needs `pip install 'dask[distributed]'`") from None
+        raise RuntimeError("--backend dask needs `pip install 'dask[distributed]'` (or `pip install "
+                           "'hkdsme[dask]'`)") from None
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        try:
+            client = Client(address)          # waits distributed.comm.timeouts.connect (dask config)
+        except (OSError, TimeoutError) as e:
+            raise RuntimeError(f"cannot reach the dask scheduler at {address}: {e}") from None
+        return client, client.close
     try:
-        return default_client()
+        return default_client(), lambda: None
     except ValueError:
-        return Client(os.environ.get("DASK_SCHEDULER_ADDRESS"))
+        pass
+    import logging
+
+    n = int(jobs) if jobs and jobs > 0 else _usable_cores()
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    client = Client(cluster)
+
+    def close():
+        client.close()
+        cluster.close()
+    return client, close
+
+
+class _DaskResults:
+    """Iterator of ``(track_id, manifest entry or {"failed"})`` for ``todo`` run on a dask cluster.
+
+    At most two tasks per worker are in flight (finished results wait on the workers until fetched, so this
+    bounds their memory); each result is fetched, written as a shard here, and released.
+    """
+
+    def __init__(self, todo, out: Path, dataset: str, jobs: int, scheduler: str | None):
+        self.client, self._close = _dask_client(jobs, scheduler)     # first: a clear error without dask
+        from dask.distributed import as_completed
+
+        self.todo, self.out, self.dataset = list(todo), out, dataset
+        n_workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.pending = iter(self.todo)
+        self.by_key = {}
+        self.ac = as_completed()
+        for _ in range(2 * n_workers):
+            if not self._submit():
+                break
+
+    def _submit(self) -> bool:
+        t = next(self.pending, None)
+        if t is None:
+            return False
+        fut = self.client.submit(compute_track_arrays, t, pure=False)
+        self.by_key[fut.key] = t
+        self.ac.add(fut)
+        return True
+
+    def __iter__(self):
+        for fut in self.ac:
+            t = self.by_key.pop(fut.key)
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker died / the task could not run: this track fails
+                res = _failure(t, e)
+            fut.release()
+            self._submit()
+            yield t.track_id, write_track_arrays(t, res, self.out, shards.shard_relpath(t.track_id), self.dataset)
+
+    def close(self):
+        if self._close is not None:
+            for fut in list(self.ac.futures):
+                fut.cancel()
+            self._close()
+            self._close = None
+
+
+def _dask_results(todo, out, dataset, jobs, scheduler):
+    return _DaskResults(todo, out, dataset, jobs, scheduler)
 
 
 def _task(track, out, shard_rel, dataset):

@@ -138,18 +138,25 @@ def segment(features: np.ndarray, bins=None, f0=None, seg_len: int = grid.SEG_LE
     s = -(-t // seg_len)
     pad = s * seg_len - t
 
+    feats = np.concatenate([features, np.zeros((c, f, pad), features.dtype)], axis=2)
+    feats = feats.reshape(c, f, s, seg_len).transpose(2, 0, 1, 3)
+    return {"features": feats, **_segment_labels(t, bins, f0, seg_len)}
+
+
+def _segment_labels(t: int, bins=None, f0=None, seg_len: int = grid.SEG_LEN) -> dict:
+    """``bins``, ``f0``, ``mask``, ``start`` of :func:`segment` for a track of ``t`` frames."""
+    s = -(-t // seg_len)
+    pad = s * seg_len - t
+
     def cut(a, dtype):
         a = np.zeros(t, dtype) if a is None else np.asarray(a, dtype)
         if a.shape != (t,):
             raise ValueError(f"label length {a.shape} does not match {t} frames")
         return np.concatenate([a, np.zeros(pad, dtype)]).reshape(s, seg_len)
 
-    feats = np.concatenate([features, np.zeros((c, f, pad), features.dtype)], axis=2)
-    feats = feats.reshape(c, f, s, seg_len).transpose(2, 0, 1, 3)
     mask = np.zeros(s * seg_len, bool)
     mask[:t] = True
     return {
-        "features": feats,
         "bins": cut(bins, np.int16),
         "f0": cut(f0, np.float32),
         "mask": mask.reshape(s, seg_len),
@@ -188,6 +195,53 @@ def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: s
                 h.create_dataset(name, data=seg[name], track_times=False)
         checksum = file_checksum(tmp)      # of the closed file, i.e. exactly the bytes renamed into place
     return {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(seg["bins"])), "checksum": checksum}
+
+
+def write_shard_blocks(path, n_frames: int, blocks, bins=None, f0=None, *, track_id: str, dataset: str,
+                       audio_path="", feature_hash: str | None = None) -> dict:
+    """:func:`write_shard` for features that arrive block by block (long audio, results of remote workers).
+
+    ``blocks`` yields ``(first_frame, feats (3, 320, n))`` covering frames ``0..n_frames-1`` in order, each
+    ``first_frame`` a multiple of ``grid.SEG_LEN``; every block's segments are converted to float16 and written
+    into the chunked ``features`` dataset at once, so memory is one block plus the labels, never the track.
+    The file is byte-identical to :func:`write_shard` of the concatenated features (same datasets, created in
+    the same order, the features dataset closed before the next is made; ``tests/test_extract_stream.py``).
+    Returns what :func:`write_shard` returns.
+    """
+    path = Path(path)
+    t = int(n_frames)
+    if t < 1:
+        raise ValueError("track has no frames")
+    labels = _segment_labels(t, bins, f0)
+    s = len(labels["start"])
+    L = grid.SEG_LEN
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=False) as h:
+            h.attrs.update({
+                "track_id": track_id, "dataset": dataset, "n_frames": t, "labeled": bins is not None,
+                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": str(audio_path),
+            })
+            d = h.create_dataset("features", shape=(s, 3, grid.N_FREQ, L), dtype=FEATURE_DTYPE,
+                                 chunks=(1, 3, grid.N_FREQ, L), compression=COMPRESSION, track_times=False)
+            done = 0
+            for a, blk in blocks:
+                blk = np.asarray(blk)
+                n = blk.shape[-1]
+                if a != done or a % L or blk.shape[:2] != (3, grid.N_FREQ) or a + n > t or (n % L and a + n != t):
+                    raise ValueError(f"block at frame {a} of {n} frames does not continue frame {done} of {t}")
+                k = -(-n // L)
+                seg = np.zeros((3, grid.N_FREQ, k * L), FEATURE_DTYPE)
+                seg[:, :, :n] = blk
+                d[a // L: a // L + k] = seg.reshape(3, grid.N_FREQ, k, L).transpose(2, 0, 1, 3)
+                done = a + n
+            if done != t:
+                raise ValueError(f"blocks cover {done} of {t} frames")
+            d.id.close()          # closed before the next dataset, as write_shard's (same file layout)
+            del d
+            for name in ("bins", "f0", "mask", "start"):
+                h.create_dataset(name, data=labels[name], track_times=False)
+        checksum = file_checksum(tmp)
+    return {"n_frames": t, "n_segments": s, "n_voiced": int(np.count_nonzero(labels["bins"])), "checksum": checksum}
 
 
 def _check_shard(h: h5py.File, path) -> int:
