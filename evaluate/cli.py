@@ -65,7 +65,9 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @main.command()
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--checkpoint", default=None, type=click.Path(path_type=str),
-              help="Student or teacher checkpoint (default: the embedded model).")
+              help="Student or teacher checkpoint (default: the embedded default model).")
+@click.option("--model", default=None, metavar="NAME",
+              help="An embedded model by name: hkdsme or supervised (docs/model_card.md); not with --checkpoint.")
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=str),
               help="Output folder (default: next to each audio file).")
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))
@@ -80,7 +82,8 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
               help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
 @click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
-def predict(audio, checkpoint, out_dir, fmt, plot, overwrite, device, batch_size, precision, decode, voicing_threshold):
+def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, device, batch_size, precision, decode,
+            voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
     Bad files, and outputs that exist (without --overwrite) or cannot be written, are reported and skipped;
@@ -92,7 +95,7 @@ def predict(audio, checkpoint, out_dir, fmt, plot, overwrite, device, batch_size
     try:
         written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
                                         device=device, batch_size=batch_size, precision=precision, decode=decode,
-                                        voicing_threshold=voicing_threshold, overwrite=overwrite)
+                                        voicing_threshold=voicing_threshold, overwrite=overwrite, model=model)
     except (InputError, NoDefaultModel, ValueError) as e:
         _fail(e)
     except OSError as e:

@@ -82,7 +82,7 @@ def output_paths(files, out_dir=None, fmt: str = "csv", plot: bool = False):
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
                   batch_size: int = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
                   voicing_threshold: float | None = None, predictor: Predictor | None = None, progress: bool = True,
-                  overwrite: bool = False):
+                  overwrite: bool = False, model: str | None = None):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
     Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
@@ -100,7 +100,7 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
     if out_dir is not None:
         check_out_dir(out_dir)
     pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
-                                  decode=decode, voicing_threshold=voicing_threshold)
+                                  decode=decode, voicing_threshold=voicing_threshold, model=model)
     files, failed = expand_inputs(paths)
     outs, plots = output_paths(files, out_dir, fmt, plot)
     bar = tqdm(total=len(files), desc="hkd-eval predict", unit="file", disable=not progress)

@@ -1,22 +1,43 @@
-"""The embedded default model (hkdsme/weights/default.pt) loads and finds the melody of a synthetic song."""
+"""The embedded named models (hkdsme/weights/: "hkdsme" and "supervised") load, run and find the melody."""
+import json
+
 import mir_eval
 import numpy as np
+import pytest
+from click.testing import CliRunner
 
 import hkdsme
+from hkdsme.evaluate import inference as I
+from hkdsme.evaluate.cli import main
 from hkdsme.evaluate.predict import Predictor, default_checkpoint
 from hkdsme.pipeline import grid, synthetic
 
 
 def test_default_model_loads_as_a_small_student():
-    pred = Predictor()                                    # no checkpoint: the embedded one
-    assert pred.checkpoint == default_checkpoint()
+    pred = Predictor()                                    # no checkpoint: the embedded default
+    assert pred.checkpoint == default_checkpoint() == I.model_checkpoint(I.default_model_name())
     assert pred.meta["kind"] == "student" and pred.meta["feature_hash"] == grid.feature_hash()
-    assert default_checkpoint().stat().st_size < 5e6
+    total = sum(I.model_checkpoint(n).stat().st_size for n in I.MODELS)
+    assert total < 5e6                                    # both named students together: package data budget
 
 
-def test_default_model_finds_the_melody_of_a_synthetic_song():
+@pytest.mark.parametrize("name", I.MODELS)
+def test_each_named_model_loads_runs_and_finds_the_melody(name):
     audio, times, f0 = synthetic.make_song(seed=123, duration=8.0)
-    t, est = hkdsme.extract_melody(audio, sr=grid.SR)
+    pred = Predictor(model=name)
+    assert pred.checkpoint.name == json.loads((pred.checkpoint.parent / "models.json").read_text())["models"][name]
+    assert 0 < pred.voicing_threshold < 1                 # calibrated θ stored with the model
+    t, est = hkdsme.extract_melody(audio, sr=grid.SR, model=name)
     assert np.allclose(t, grid.frame_times(grid.n_frames(audio.size)))
     scores = mir_eval.melody.evaluate(times, f0, t, est)
     assert scores["Raw Pitch Accuracy"] >= 0.70, scores
+
+
+def test_model_errors_name_the_valid_choices(tmp_path):
+    with pytest.raises(ValueError, match="choose one of hkdsme, supervised"):
+        Predictor(model="best")
+    with pytest.raises(ValueError, match="not both"):
+        Predictor(checkpoint=default_checkpoint(), model="hkdsme")
+    r = CliRunner().invoke(main, ["predict", str(tmp_path / "x.wav"), "--model", "best"])
+    assert r.exit_code != 0 and "choose one of hkdsme, supervised" in r.output
+    assert len(r.output.strip().splitlines()) == 1

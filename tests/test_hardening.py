@@ -25,7 +25,7 @@ from hkdsme.train.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 tomllib = config.tomllib               # tomllib, or tomli on Python 3.10
-TODAYS_HASH = "3091971d26b84d43"      # recorded by hkdsme/weights/default.pt and every cache: must never change
+TODAYS_HASH = "3091971d26b84d43"      # recorded by hkdsme/weights/*.pt and every cache: must never change
 
 
 # ------------------------------------------------------------------------------------ 1. config validation
@@ -283,7 +283,7 @@ def test_random_bytes_mp3_cannot_be_decoded(tmp_path):
 def test_feature_hash_is_todays_and_follows_the_code(monkeypatch):
     assert grid.feature_hash() == TODAYS_HASH
     assert grid.feature_hash(dict(grid.FEATURE_PARAMS)) == TODAYS_HASH
-    assert torch.load(ROOT / "hkdsme" / "weights" / "default.pt", weights_only=True)["feature_hash"] == TODAYS_HASH
+    assert torch.load(ROOT / "hkdsme" / "weights" / "hkdsme.pt", weights_only=True)["feature_hash"] == TODAYS_HASH
     for mod, name, value in [(cfp, "WIN", 1024), (cfp, "N_FFT", 4096), (cfp, "GAMMAS", (0.2, 0.6, 1.0)),
                              (cfp, "FMAX", 2000.0), (audio, "RESAMPLE_QUALITY", "VHQ")]:
         with monkeypatch.context() as m:

@@ -161,9 +161,14 @@ def test_no_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
 
 def test_embedded_model_is_used_when_present(monkeypatch, tmp_path, ckpt):
     (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "default.pt").write_bytes(Path(ckpt).read_bytes())
+    (tmp_path / "weights" / "a.pt").write_bytes(Path(ckpt).read_bytes())
+    (tmp_path / "weights" / "models.json").write_text(json.dumps(
+        {"default": "supervised", "models": {"hkdsme": "missing.pt", "supervised": "a.pt"}}))
     monkeypatch.setattr(P.resources, "files", lambda pkg: tmp_path)
-    assert P.Predictor().checkpoint == tmp_path / "weights" / "default.pt"
+    assert P.Predictor().checkpoint == tmp_path / "weights" / "a.pt"
+    assert P.Predictor(model="supervised").checkpoint == tmp_path / "weights" / "a.pt"
+    with pytest.raises(P.NoDefaultModel, match="'hkdsme' is missing"):
+        P.Predictor(model="hkdsme")
 
 
 def test_extract_melody_array_resampled_with_soxr(ckpt):

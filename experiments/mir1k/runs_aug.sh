@@ -13,10 +13,20 @@ CMD=${1:-}; shift || true
 case "$CMD" in
   # s-aug: supervised MSNet on plain + augmented train singers; starts from the weights shipped before (e-from-d,
   # exported without projector heads, hence --no-heads); 8 x 150 steps of batch 32 (1,200 steps, as run d).
-  s-aug) hkd-train run $SUP $TRAIN_ALL $V --init ${INIT:-hkdsme/weights/default.pt} --lr 5e-4 \
+  s-aug) hkd-train run $SUP $TRAIN_ALL $V --init ${INIT:-hkdsme/weights/hkdsme.pt} --lr 5e-4 \
            --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-150} --out $R/s-aug "$@" ;;
+  # Issue 15, two-stage pair from s-aug (same 480 steps, data, seed): the supervised control, and HKDSME with
+  # s-aug itself as the teacher (the best supervised student; --student-teacher) and HCR on the 13 real
+  # out-of-domain songs (data_cache/unlabeled-songs, labels do not exist).
+  s-aug-cont) hkd-train run $SUP $TRAIN_ALL $V --init $R/s-aug/best.pt --lr 3e-4 \
+           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-aug-cont "$@" ;;
+  h-aug) hkd-train run --teacher $R/s-aug/best.pt --student-teacher --no-heads $TRAIN_ALL \
+           --unlabeled $C/unlabeled-songs $V --init $R/s-aug/best.pt --lr 3e-4 \
+           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/h-aug "$@" ;;
+  robust) RUN=${1:?usage: runs_aug.sh robust RUN_DIR}     # the robustness validation set, whole clips
+         hkd-eval calibrate --checkpoint "$RUN/best.pt" --cache $C/mir1k-validation --cache $C/mir1k-robust ;;
   test)  RUN=${1:?usage: runs_aug.sh test RUN_DIR}
          hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
            --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
-  *) echo "usage: $0 s-aug|test RUN_DIR [hkd-train options]"; exit 2 ;;
+  *) echo "usage: $0 s-aug|s-aug-cont|h-aug|robust RUN_DIR|test RUN_DIR [hkd-train options]"; exit 2 ;;
 esac
