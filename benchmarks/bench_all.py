@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import step_ms  # noqa: E402
 from bench_predict import audio  # noqa: E402
 
-from hkdsme.evaluate.predict import DEFAULT_BATCH, Predictor, streamed_cfp  # noqa: E402
+from hkdsme.evaluate.predict import Predictor, streamed_cfp  # noqa: E402
 from hkdsme.model import runtime  # noqa: E402
 from hkdsme.model.checkpoint import build_model, save_checkpoint  # noqa: E402
 from hkdsme.pipeline import grid  # noqa: E402
@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=None, help="default 8 (4 with --quick)")
     ap.add_argument("--models", nargs="+", default=["student", "teacher"], choices=["student", "teacher"])
     ap.add_argument("--seconds", type=float, default=60.0, help="audio length for predict / CFP")
+    ap.add_argument("--skip-train", action="store_true", help="only inference, predict and CFP")
+    ap.add_argument("--all", action="store_true",
+                    help="also time bf16 inference where bf16 is emulated (minutes per row)")
     args = ap.parse_args()
     threads = runtime.configure_threads()
     tb = args.train_batch or (4 if args.quick else 8)
@@ -92,13 +95,15 @@ def main() -> None:
           + (f"; capped by {caps}" if caps else ""))
     print(f"# auto precision here: {auto.name} ({auto.reason}); {threads} threads\n")
 
-    print(f"## training step, batch {tb} (1 warm-up + 1 timed step)\n")
-    print("| model | mode | ms/step | ms/segment |")
-    print("|---|---|---:|---:|")
-    for kind in args.models:
+    if not args.skip_train:
+        print(f"## training step, batch {tb} (1 warm-up + 1 timed step)\n")
+        print("| model | mode | ms/step | ms/segment |")
+        print("|---|---|---:|---:|")
+    for kind in args.models if not args.skip_train else ():
         for mode in TRAIN_MODES:
             ms = step_ms(kind, mode, tb, 1, 1)
-            mark = "*" if (mode.startswith("bf16") == (auto.name == "bf16") and "channels_last" in mode) else ""
+            cl = runtime.use_channels_last("cpu", kind, "bf16" if mode.startswith("bf16") else "fp32")
+            mark = "*" if (mode.startswith("bf16") == (auto.name == "bf16") and ("channels_last" in mode) == cl) else ""
             print(f"| {kind} | {mode}{mark} | {ms:.0f} | {ms / tb:.1f} |", flush=True)
 
     print("\n## inference (eval forward), ms/segment\n")
@@ -108,16 +113,20 @@ def main() -> None:
     secs = 1.0 if args.quick else 2.0
     for kind in args.models:
         for prec in ("fp32", "bf16"):
+            if prec == "bf16" and auto.name != "bf16" and not args.all:
+                print(f"| {kind} | bf16 | (emulated: see the training rows; --all times it) | "
+                      + " | ".join("–" for _ in batches) + " |")
+                continue
             for cl in (False, True):
                 row = [infer_ms(kind, prec, cl, b, secs) for b in batches]
-                mark = "*" if (prec == auto.name and cl) else ""
+                mark = "*" if (prec == auto.name and cl == runtime.use_channels_last("cpu", kind, prec)) else ""
                 print(f"| {kind} | {prec}{mark} | {'channels_last' if cl else 'contiguous'} | "
                       + " | ".join(f"{v:.1f}" for v in row) + " |", flush=True)
 
     x = audio(args.seconds)
     cfp_s = best_of(lambda: streamed_cfp(x), 1 if args.quick else 3)
     print(f"\n## predict, {args.seconds:g} s of audio (package defaults: {auto.name}, channels_last, batch "
-          f"{DEFAULT_BATCH})\n")
+          f"{runtime.inference_batch('cpu', auto.name)})\n")
     print("| stage | s | × realtime |")
     print("|---|---:|---:|")
     print(f"| CFP | {cfp_s:.3f} | {args.seconds / cfp_s:.0f} |")

@@ -27,7 +27,8 @@ def _fail(e):
 @click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=str),
               help="Feature cache from `hkd-prep extract` (used when its feature hash matches).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Segments per forward pass (default: fastest measured for the device and precision).")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto = bf16 where the hardware runs it natively, else fp32.")
 @click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
@@ -75,7 +76,8 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files (default: an existing output is refused and that input fails).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Segments per forward pass (default: fastest measured for the device and precision).")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               help="auto = bf16 where the hardware runs it natively, else fp32.")
 @click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),

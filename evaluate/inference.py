@@ -53,7 +53,7 @@ from hkdsme.pipeline import grid
 from hkdsme.pipeline.cfp import SILENCE_PEAK, log_compress, scale_, validate_audio  # noqa: F401 (re-export)
 from hkdsme.pipeline.errors import InputError
 
-DEFAULT_BATCH = 32                # segments per forward pass: fastest measured on CPU (benchmarks/bench_all.py)
+DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
 DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
 CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
 MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
@@ -193,7 +193,7 @@ class Predictor:
     trade memory for speed without changing the result.
     """
 
-    def __init__(self, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, *,
+    def __init__(self, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, *,
                  block_s: float = DEFAULT_BLOCK_S, max_held_frames: int = MAX_HELD_FRAMES, precision: str = "auto",
                  channels_last: bool | None = None, decode: str = "voicing", voicing_threshold: float | None = None,
                  model: str | None = None):
@@ -201,7 +201,7 @@ class Predictor:
         from hkdsme.model.checkpoint import load_checkpoint
 
         self.device = _device(device)
-        if int(batch_size) < 1:
+        if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.precision_info = runtime.resolve_precision(precision, self.device)
         self.precision = self.precision_info.name
@@ -219,7 +219,8 @@ class Predictor:
                 m.inplace = True      # same numbers, one less temporary per layer (~5 % faster inference)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.batch_size = int(batch_size)
+        self.batch_size = (runtime.inference_batch(self.device, self.precision) if batch_size is None
+                           else int(batch_size))
         self.decode, self.voicing_threshold = _decoder(decode, voicing_threshold, self.meta, self.checkpoint)
         self.block_frames = _block_frames(block_s)
         self.max_held_frames = int(max_held_frames)
@@ -391,7 +392,7 @@ def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing
         stamp = path.stat().st_mtime_ns
     except OSError:
         stamp = None                     # missing file: let Predictor raise its own error
-    key = (str(path), stamp, str(device), int(batch_size), precision, decode, voicing_threshold)
+    key = (str(path), stamp, str(device), batch_size, precision, decode, voicing_threshold)
     pred = _PREDICTORS.pop(key, None) or Predictor(checkpoint=path, device=device, batch_size=batch_size,
                                                     precision=precision, decode=decode,
                                                     voicing_threshold=voicing_threshold)
@@ -401,7 +402,7 @@ def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing
     return pred
 
 
-def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
+def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH,
                    precision: str = "auto", decode: str = "voicing", voicing_threshold: float | None = None,
                    model: str | None = None):
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
@@ -423,7 +424,7 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
 
 
 
-def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, precision: str = "auto",
+def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
             decode: str = "voicing", voicing_threshold: float | None = None,
             model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Melody of the audio array ``audio`` sampled at ``sr`` Hz: ``(times, f0)``.
@@ -437,7 +438,7 @@ def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int = DEFAULT_
     return pred.predict_audio(_to_8k(audio, sr))
 
 
-def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH, precision: str = "auto",
+def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
                       decode: str = "voicing", voicing_threshold: float | None = None,
                       model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Melody of the audio file ``path``: ``(times, f0)``; :class:`InputError` naming the file if unusable."""
@@ -451,7 +452,7 @@ def format_of(path) -> str:
     return "jams" if name.endswith(".jams") else "mirex" if name.endswith(".txt") else "csv"
 
 
-def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", batch_size: int = DEFAULT_BATCH,
+def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH,
                                 precision: str = "auto", decode: str = "voicing",
                                 voicing_threshold: float | None = None, model: str | None = None, *,
                                 fmt: str | None = None,

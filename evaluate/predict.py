@@ -80,7 +80,7 @@ def output_paths(files, out_dir=None, fmt: str = "csv", plot: bool = False):
 
 
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
-                  batch_size: int = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
+                  batch_size: int | None = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
                   voicing_threshold: float | None = None, predictor: Predictor | None = None, progress: bool = True,
                   overwrite: bool = False, model: str | None = None):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.

@@ -73,7 +73,7 @@ def _open_cache(cache_dir, log):
 
 
 def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report", cache_dir=None, device="cpu",
-               batch_size: int = 32, precision: str = "auto", decode: str = "voicing",
+               batch_size: int | None = None, precision: str = "auto", decode: str = "voicing",
                voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print,
                tracks_file=None, all_tracks: bool = False) -> dict:
     """Evaluate ``checkpoints`` on ``dataset`` and write the report files; returns the ``report.json`` dict.

@@ -9,9 +9,10 @@ Precision (``resolve_precision``): ``auto`` means bf16 only where the hardware e
   AVX2-only AMD EPYC (student 902 vs 90 ms/segment per training step; teacher 5,438 vs 561), while on an
   avx512_bf16 EPYC it was 1.4-3x faster. Unknown flags (no ``/proc/cpuinfo``, e.g. macOS) → fp32, the safe side.
 
-Memory format: channels_last on CPU for both networks and both precisions. Measured on the AVX2-only and the
-avx512_bf16 EPYC (``python benchmarks/bench_all.py``), it is never slower than contiguous and up to 1.5x faster
-for the student's inference; bf16 with contiguous tensors is pathological without native bf16 (2.3 s/segment).
+Memory format (``use_channels_last``): channels_last on CPU for the student (up to 1.5x faster inference, measured
+on the AVX2-only and the avx512_bf16 EPYC with ``python benchmarks/bench_all.py``), and for the teacher in bf16
+(bf16 with contiguous tensors is pathological without native bf16: 11.6 s/segment); the fp32 teacher trains
+faster contiguous.
 
 Threads: the cores this process may run on (``os.sched_getaffinity``), not ``os.cpu_count()`` (containers and
 ``taskset`` give fewer), unless the user set ``OMP_NUM_THREADS``.
@@ -124,9 +125,22 @@ def autocast(precision, device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def use_channels_last(device) -> bool:
-    """channels_last on CPU (measured faster or equal for both networks, see the module docstring)."""
-    return torch.device(device).type == "cpu"
+def use_channels_last(device, kind: str = "student", precision: str = "fp32") -> bool:
+    """Memory format by measurement (``benchmarks/bench_all.py``): on CPU the student always runs channels_last;
+    the teacher only in bf16 (fp32 teacher steps were faster contiguous on the AVX2 EPYC: 369 vs 439 ms/segment,
+    while bf16 contiguous is pathological there: 11.6 vs 4.5 s/segment). GPUs: contiguous (cuDNN picks)."""
+    if torch.device(device).type != "cpu":
+        return False
+    return kind != "teacher" or str(precision) == "bf16"
+
+
+def inference_batch(device, precision) -> int:
+    """Segments per inference forward pass, by measurement (``benchmarks/bench_all.py``, student, 2-core EPYC):
+    fp32 on CPU 16 (AVX2: 17.4 ms/segment at 16 vs 19.0 at 32), bf16 on CPU 32 (avx512_bf16: 31.5 vs 39.8 at 16),
+    GPU 64. Batch size never changes the output (segments are independent in eval mode)."""
+    if torch.device(device).type != "cpu":
+        return 64
+    return 32 if str(precision) == "bf16" else 16
 
 
 def usable_cores() -> int:

@@ -46,7 +46,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hkdsme.model import runtime
 from hkdsme.model.checkpoint import build_model, load_checkpoint
+from hkdsme.model.teacher import FTANet
 from hkdsme.pipeline import grid, labels
 from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
@@ -333,13 +335,15 @@ class DistillTrainer(Trainer):
                 self.log(f"computing teacher logits for {len(self.lab)} labeled + "
                          f"{len(self.unl) if self.unl is not None else 0} unlabeled segments → {path}")
                 teacher = teacher.to(self.device)
-                if self.channels_last:
+                t_cl = bool(self.cfg["channels_last"]) and runtime.use_channels_last(
+                    self.device, "teacher" if isinstance(teacher, FTANet) else "student", self.precision)
+                if t_cl:
                     teacher = teacher.to(memory_format=torch.channels_last)
                 sets = {"labeled": self.lab, **({"unlabeled": self.unl} if self.unl is not None else {})}
                 with torch.inference_mode():
                     build_teacher_cache(path, teacher, sets, key, device=self.device, precision=self.precision,
                                         batch=int(self.cfg["teacher_batch"]), train_mode=self.cfg["faithful"],
-                                        channels_last=self.channels_last)
+                                        channels_last=t_cl)
             del teacher
             torch.set_rng_state(rng)
         ddp.barrier(self.info)

@@ -224,7 +224,9 @@ class Trainer:
         self.threads = runtime.configure_threads() if self.device.type == "cpu" else torch.get_num_threads()
         self.precision_info = resolve_precision(cfg["precision"], self.device)
         self.precision = self.precision_info.name
-        self.channels_last = bool(cfg["channels_last"])
+        # channels_last = true means "where it is faster" (runtime.use_channels_last: by network and precision)
+        self.channels_last = bool(cfg["channels_last"]) and runtime.use_channels_last(
+            self.device, self.kind, self.precision)
         self.feature_hash = ""
         self.decode = "argmax" if cfg["faithful"] else "voicing"
         self.log_lines: list[str] = []         # last few log messages (tests, CLI echo)
