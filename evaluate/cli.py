@@ -5,6 +5,25 @@ import click
 
 from hkdsme.pipeline.errors import InputError
 
+def _inference_options(f):
+    """The options every command that runs a network shares (device, batch, precision, decoder)."""
+    opts = [
+        click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"])),
+        click.option("--batch-size", default=None, type=click.IntRange(min=1),
+                     help="Segments per forward pass (default: fastest measured for the device and precision)."),
+        click.option("--precision", default="auto", show_default=True,
+                     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+                     help="auto = bf16 where the hardware runs it natively, else fp32."),
+        click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
+                     help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's."),
+        click.option("--voicing-threshold", default=None,
+                     type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
 
 @click.group()
 @click.version_option(package_name="hkdsme")
@@ -26,15 +45,7 @@ def _fail(e):
               help="Folder for report.md, report.json, per_track.csv and the PNGs.")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(path_type=str),
               help="Feature cache from `hkd-prep extract` (used when its feature hash matches).")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Segments per forward pass (default: fastest measured for the device and precision).")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="auto = bf16 where the hardware runs it natively, else fp32.")
-@click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
-              help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
-@click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
+@_inference_options
 @click.option("--tracks", "tracks_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="Text file of track ids to score, one per line (chosen among all tracks).")
 @click.option("--all-tracks", is_flag=True,
@@ -75,15 +86,7 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files (default: an existing output is refused and that input fails).")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
-@click.option("--batch-size", default=None, type=click.IntRange(min=1),
-              help="Segments per forward pass (default: fastest measured for the device and precision).")
-@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-              help="auto = bf16 where the hardware runs it natively, else fp32.")
-@click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
-              help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's.")
-@click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5).")
+@_inference_options
 def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, device, batch_size, precision, decode,
             voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
