@@ -127,20 +127,21 @@ def autocast(precision, device):
 
 def use_channels_last(device, kind: str = "student", precision: str = "fp32") -> bool:
     """Memory format by measurement (``benchmarks/bench_all.py``): on CPU the student always runs channels_last;
-    the teacher only in bf16 (fp32 teacher steps were faster contiguous on the AVX2 EPYC: 369 vs 439 ms/segment,
-    while bf16 contiguous is pathological there: 11.6 vs 4.5 s/segment). GPUs: contiguous (cuDNN picks)."""
+    the teacher only in bf16 (fp32 teacher training steps were faster contiguous on both EPYC settings: 369 vs
+    439 ms/segment on AVX2, 328 vs 345 on AVX-512 — its inference is ~10 % faster channels_last, a difference
+    left alone to keep one rule — while bf16 contiguous is pathological without native bf16: 11.6 vs 4.5
+    s/segment). GPUs: contiguous (cuDNN picks)."""
     if torch.device(device).type != "cpu":
         return False
     return kind != "teacher" or str(precision) == "bf16"
 
 
 def inference_batch(device, precision) -> int:
-    """Segments per inference forward pass, by measurement (``benchmarks/bench_all.py``, student, 2-core EPYC):
-    fp32 on CPU 16 (AVX2: 17.4 ms/segment at 16 vs 19.0 at 32), bf16 on CPU 32 (avx512_bf16: 31.5 vs 39.8 at 16),
-    GPU 64. Batch size never changes the output (segments are independent in eval mode)."""
-    if torch.device(device).type != "cpu":
-        return 64
-    return 32 if str(precision) == "bf16" else 16
+    """Segments per inference forward pass, by measurement (``benchmarks/bench_all.py --quick``, student,
+    channels_last, idle 2-core EPYC): batch 16 beat 32 in every CPU case — fp32 on AVX2 17.3 vs 20.2 ms/segment,
+    fp32 on AVX-512 14.7 vs 17.6, native bf16 9.5 vs 12.7. GPU: 64. Batch size never changes the output
+    (segments are independent in eval mode)."""
+    return 16 if torch.device(device).type == "cpu" else 64
 
 
 def usable_cores() -> int:
