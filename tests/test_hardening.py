@@ -6,7 +6,7 @@ import importlib.util
 import json
 import math
 import sys
-import types
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,6 @@ from hkdsme.train import config
 from hkdsme.train.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-tomllib = config.tomllib               # tomllib, or tomli on Python 3.10
 TODAYS_HASH = "3091971d26b84d43"      # recorded by hkdsme/weights/*.pt and every cache: must never change
 
 
@@ -74,24 +73,42 @@ def test_cli_bad_option_is_one_line(tmp_path, args, needle):
     assert "Traceback" not in r.output and not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------------------------------------ 2. Python 3.10 (tomli)
-def test_config_uses_tomli_without_tomllib(monkeypatch):
-    fake = types.ModuleType("tomli")
-    fake.load, fake.loads, fake.TOMLDecodeError = tomllib.load, tomllib.loads, tomllib.TOMLDecodeError
-    monkeypatch.setitem(sys.modules, "tomllib", None)          # `import tomllib` fails as on Python 3.10
-    monkeypatch.setitem(sys.modules, "tomli", fake)
-    spec = importlib.util.spec_from_file_location("config_py310", ROOT / "train" / "config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.tomllib is fake and mod.defaults("teacher")["epochs"] == config.defaults("teacher")["epochs"]
+# ------------------------------------------------------------------------------------ 2. Python versions
+CI_PYTHON = (3, 11)     # what .ci/run tests: this machine's Python (the only torch wheel on disk is cp311)
 
 
-def test_setup_cfg_requires_tomli_before_311():
+def test_python_requires_is_the_python_ci_runs():
+    """The oldest Python claimed is the one CI runs, and no dependency is kept for an older one."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
     cp = configparser.ConfigParser()
     cp.read(ROOT / "setup.cfg")
-    assert cp["options"]["python_requires"] == ">=3.10"
-    reqs = [r.strip() for r in cp["options"]["install_requires"].splitlines() if r.strip()]
-    assert 'tomli>=2; python_version<"3.11"' in reqs
+    spec = SpecifierSet(cp["options"]["python_requires"])
+    minimum = [tuple(int(p) for p in s.version.split(".")[:2]) for s in spec if s.operator == ">="]
+    assert minimum == [CI_PYTHON], f"python_requires {spec} must start at the Python CI runs, {CI_PYTHON}"
+    assert sys.version_info[:2] >= minimum[0]
+    assert spec.contains(".".join(map(str, sys.version_info[:3])))
+    reqs = [Requirement(r.strip()) for r in cp["options"]["install_requires"].splitlines() if r.strip()]
+    for extra in cp["options.extras_require"].values():
+        reqs += [Requirement(r.strip()) for r in extra.splitlines() if r.strip()]
+    old = [str(r) for r in reqs if r.marker is not None
+           and any(v in str(r.marker) for v in ("python_version", "python_full_version"))]
+    assert not old, f"dependencies for Pythons older than claimed: {old}"
+
+
+@pytest.mark.parametrize("rel", ["train/config.py", "pipeline/augment.py"])
+def test_toml_from_the_standard_library(monkeypatch, rel):
+    """On every Python claimed, `tomllib` is the standard library's: the tomli fallback is never needed."""
+    monkeypatch.setitem(sys.modules, "tomli", None)             # `import tomli` fails: not a dependency
+    name = "no_tomli_" + rel.replace("/", "_")[:-3]
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, mod)
+    spec.loader.exec_module(mod)
+    assert mod.tomllib is tomllib
+    if rel == "train/config.py":
+        assert mod.defaults("teacher")["epochs"] == config.defaults("teacher")["epochs"]
 
 
 # ------------------------------------------------------------------------------------ 3. existing runs
