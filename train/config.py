@@ -17,7 +17,7 @@ from pathlib import Path
 
 try:
     import tomllib
-except ModuleNotFoundError:    # Python 3.10: the same parser, packaged as tomli (setup.cfg install_requires)
+except ModuleNotFoundError:    # older Pythons (not claimed: python_requires >= 3.11) with tomli installed
     import tomli as tomllib
 
 import hkdsme
