@@ -13,15 +13,15 @@ from pathlib import Path
 def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu", precision="auto",
                          batch: int = 64, progress: bool | None = None) -> dict:
     """Returns ``{"theta", "caches": {name: {"argmax": scores, "voicing@0.5": scores, "voicing@θ": scores}}}``."""
+    import sys
+
     import torch
 
     from hkdsme.model import runtime
-    from hkdsme.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
+    from hkdsme.model.checkpoint import load_checkpoint, save_checkpoint
     from hkdsme.pipeline import grid
     from hkdsme.train.dataset import ShardDataset
     from hkdsme.train.loop import cache_outputs, calibrate_on_sets, score_outputs
-
-    import sys
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -30,12 +30,11 @@ def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu
     device = torch.device(device)
     prec = runtime.resolve_precision(precision, device).name
     model, meta = load_checkpoint(checkpoint, expected_feature_hash=grid.feature_hash(), map_location=device)
-    model = model.to(device)
-    if runtime.use_channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
+    cl = runtime.use_channels_last(device, meta["kind"], prec)
+    model = model.to(device, memory_format=torch.channels_last if cl else torch.contiguous_format)
     sets = {str(c): ShardDataset([c], labeled=True, expected_hash=grid.feature_hash()) for c in caches}
-    outs = {n: cache_outputs(model, ds, device=device, precision=prec, batch=batch,
-                             channels_last=runtime.use_channels_last(device), progress=progress)
+    outs = {n: cache_outputs(model, ds, device=device, precision=prec, batch=batch, channels_last=cl,
+                             progress=progress)
             for n, ds in sets.items()}
     theta, _ = calibrate_on_sets(outs)
     res = {"theta": theta, "precision": prec, "caches": {}}
@@ -45,11 +44,10 @@ def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu
             "voicing@0.5": score_outputs(ds, outs[n], decode="voicing", threshold=0.5)[0],
             f"voicing@{theta:g}": score_outputs(ds, outs[n], decode="voicing", threshold=theta)[0]}
     if write:
-        meta = read_meta(checkpoint)
         extra = dict(meta.get("extra") or {})
         extra["voicing_threshold"] = theta
         extra["voicing_calibrated_on"] = [Path(c).name for c in caches]
-        net, _ = load_checkpoint(checkpoint, map_location="cpu")
+        net = model.to("cpu", memory_format=torch.contiguous_format)    # same weights, the file's layout
         save_checkpoint(checkpoint, net, kind=meta["kind"], config=meta.get("config") or {},
                         feature_hash=meta["feature_hash"], metrics=meta.get("metrics"), extra=extra)
     return res

@@ -205,7 +205,6 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.precision_info = runtime.resolve_precision(precision, self.device)
         self.precision = self.precision_info.name
-        self.channels_last = runtime.use_channels_last(self.device) if channels_last is None else bool(channels_last)
         if self.device.type == "cpu":
             runtime.configure_threads()
         self.checkpoint = resolve_checkpoint(checkpoint, model)
@@ -217,6 +216,8 @@ class Predictor:
         for m in self.model.modules():
             if isinstance(m, torch.nn.SELU):
                 m.inplace = True      # same numbers, one less temporary per layer (~5 % faster inference)
+        self.channels_last = (runtime.use_channels_last(self.device, self.meta["kind"], self.precision)
+                              if channels_last is None else bool(channels_last))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = (runtime.inference_batch(self.device, self.precision) if batch_size is None

@@ -145,16 +145,29 @@ def overall_accuracy(ref_hz, voicing, hz, thresholds) -> np.ndarray:
     return good.mean(axis=1) if ref.size else np.zeros(len(th))
 
 
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 4)   # the calibration grid
+
+
+def oa_curve(tracks, thresholds=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(thresholds, mean OA over tracks per threshold)`` for ``tracks`` = iterable of ``(ref_hz, voicing, hz)``."""
+    th = THRESHOLDS if thresholds is None else np.asarray(thresholds, float)
+    rows = [overall_accuracy(r, v, h, th) for r, v, h in tracks]
+    if not rows:
+        raise ValueError("no tracks to calibrate the voicing threshold on")
+    return th, np.mean(rows, axis=0)
+
+
+def best_threshold(thresholds, oa) -> int:
+    """Index of the maximum of ``oa``; ties go to the threshold closest to 0.5."""
+    th, oa = np.asarray(thresholds, float), np.asarray(oa, float)
+    best = np.flatnonzero(oa >= oa.max() - 1e-12)
+    return int(best[np.argmin(np.abs(th[best] - 0.5))])
+
+
 def calibrate_threshold(tracks, thresholds=None) -> tuple[float, np.ndarray, np.ndarray]:
     """θ of maximum mean OA over ``tracks`` = iterable of ``(ref_hz, voicing, hz)``.
 
     Returns ``(θ*, thresholds, mean OA per threshold)``; ties go to the θ closest to 0.5.
     """
-    th = np.round(np.arange(0.05, 0.951, 0.025), 4) if thresholds is None else np.asarray(thresholds, float)
-    rows = [overall_accuracy(r, v, h, th) for r, v, h in tracks]
-    if not rows:
-        raise ValueError("no tracks to calibrate the voicing threshold on")
-    mean = np.mean(rows, axis=0)
-    best = np.flatnonzero(mean >= mean.max() - 1e-12)
-    pick = best[np.argmin(np.abs(th[best] - 0.5))]
-    return float(th[pick]), th, mean
+    th, mean = oa_curve(tracks, thresholds)
+    return float(th[best_threshold(th, mean)]), th, mean

@@ -125,7 +125,7 @@ def autocast(precision, device):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def use_channels_last(device, kind: str = "student", precision: str = "fp32") -> bool:
+def use_channels_last(device, kind: str, precision: str) -> bool:
     """Memory format by measurement (``benchmarks/bench_all.py``): on CPU the student always runs channels_last;
     the teacher only in bf16 (fp32 teacher training steps were faster contiguous on both EPYC settings: 369 vs
     439 ms/segment on AVX2, 328 vs 345 on AVX-512 — its inference is ~10 % faster channels_last, a difference

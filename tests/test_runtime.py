@@ -148,3 +148,15 @@ def test_extract_melody_loads_the_model_once(monkeypatch):
     b = P.extract_melody(x, sr=grid.SR)
     assert len(calls) == 1
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_memory_format_follows_network_and_precision(tmp_path):
+    from hkdsme.model.checkpoint import build_model, save_checkpoint
+
+    assert runtime.use_channels_last("cpu", "student", "fp32") and runtime.use_channels_last("cpu", "student", "bf16")
+    assert not runtime.use_channels_last("cpu", "teacher", "fp32") and runtime.use_channels_last("cpu", "teacher", "bf16")
+    assert not runtime.use_channels_last("cuda", "student", "bf16")
+    ck = save_checkpoint(tmp_path / "t.pt", build_model("teacher"), kind="teacher", config={},
+                         feature_hash=grid.feature_hash())
+    assert P.Predictor(ck, precision="fp32").channels_last is False        # the rule sees the checkpoint's kind
+    assert P.Predictor(ck, precision="bf16").channels_last is True

@@ -125,3 +125,27 @@ def test_predictor_uses_stored_threshold_and_override(tmp_path):
     both = (lo > 0) & (hi > 0)
     np.testing.assert_array_equal(lo[both], hi[both])
     assert (lo > 0).sum() >= (hi > 0).sum()
+
+
+def test_hkd_eval_calibrate_writes_theta_and_keeps_the_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from hkdsme.evaluate.cli import main
+    from hkdsme.model.checkpoint import load_checkpoint, save_checkpoint
+    from hkdsme.model.student import MSNet
+    from train_helpers import write_cache
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "s.pt", MSNet(heads=False), kind="student", config={},
+                         feature_hash=grid.feature_hash())
+    before = {k: v.clone() for k, v in load_checkpoint(ck)[0].state_dict().items()}
+    cache = write_cache(tmp_path / "val", 2)
+    r = CliRunner().invoke(main, ["calibrate", "--checkpoint", str(ck), "--cache", str(cache), "--write",
+                                  "--precision", "fp32"])
+    assert r.exit_code == 0, r.output
+    net, meta = load_checkpoint(ck)
+    theta = meta["extra"]["voicing_threshold"]
+    assert f"θ = {theta:g}" in r.output and theta in D.THRESHOLDS
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    for row in ("argmax", "voicing@0.5", f"voicing@{theta:g}"):
+        assert f"| {cache} | {row} |" in r.output

@@ -187,17 +187,11 @@ def score_cache(model, ds: ShardDataset, *, device="cpu", precision="fp32", batc
 def calibrate_on_sets(outputs_per_set: dict) -> tuple[float, dict]:
     """θ of maximum *mean over sets* of each set's mean OA (so a small robustness set weighs as much as the plain
     one). ``outputs_per_set``: name → :func:`cache_outputs` list. Returns ``(θ*, {name: OA % at θ*})``."""
-    from hkdsme.model.decode import calibrate_threshold
+    from hkdsme.model.decode import THRESHOLDS, best_threshold, oa_curve
 
-    curves = {}
-    th = None
-    for name, outs in outputs_per_set.items():
-        _, th, curve = calibrate_threshold([(r, v, h) for r, v, h, _ in outs])
-        curves[name] = curve
-    mean = np.mean(list(curves.values()), axis=0)
-    best = np.flatnonzero(mean >= mean.max() - 1e-12)
-    i = best[np.argmin(np.abs(th[best] - 0.5))]
-    return float(th[i]), {n: float(100 * c[i]) for n, c in curves.items()}
+    curves = {name: oa_curve([(r, v, h) for r, v, h, _ in outs])[1] for name, outs in outputs_per_set.items()}
+    i = best_threshold(THRESHOLDS, np.mean(list(curves.values()), axis=0))
+    return float(THRESHOLDS[i]), {n: float(100 * c[i]) for n, c in curves.items()}
 
 
 # --------------------------------------------------------------------------------------------- the loop
