@@ -86,8 +86,10 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files (default: an existing output is refused and that input fails).")
+@click.option("--jobs", default=None, type=click.IntRange(min=1),
+              help="Worker processes for many files (default: one per core on a CPU, at most 4; same output).")
 @_inference_options
-def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, device, batch_size, precision, decode,
+def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, jobs, device, batch_size, precision, decode,
             voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
@@ -100,7 +102,8 @@ def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, device, bat
     try:
         written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
                                         device=device, batch_size=batch_size, precision=precision, decode=decode,
-                                        voicing_threshold=voicing_threshold, overwrite=overwrite, model=model)
+                                        voicing_threshold=voicing_threshold, overwrite=overwrite, model=model,
+                                        jobs=jobs)
     except (InputError, NoDefaultModel, ValueError) as e:
         _fail(e)
     except OSError as e:

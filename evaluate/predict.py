@@ -82,13 +82,14 @@ def output_paths(files, out_dir=None, fmt: str = "csv", plot: bool = False):
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
                   batch_size: int | None = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
                   voicing_threshold: float | None = None, predictor: Predictor | None = None, progress: bool = True,
-                  overwrite: bool = False, model: str | None = None):
+                  overwrite: bool = False, model: str | None = None, jobs: int | None = None):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
     Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
     ``<stem>.f0.png`` with ``plot``. A bad file (missing, unreadable, silent, too short) or an output that cannot
     be written (already there without ``overwrite``, read-only folder) is recorded and skipped; the others still
     run. ``out_dir`` that is an existing file or not writable: :class:`InputError` before any work.
+    ``jobs``: worker processes for the files (None = :func:`hkdsme.model.runtime.inference_jobs`; same output).
     Returns ``(written, failed)``: ``{audio: output path}`` and ``{audio: reason}``.
     """
     from tqdm import tqdm
@@ -103,6 +104,12 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
                                   decode=decode, voicing_threshold=voicing_threshold, model=model)
     files, failed = expand_inputs(paths)
     outs, plots = output_paths(files, out_dir, fmt, plot)
+    if jobs is None:
+        from hkdsme.model import runtime
+
+        jobs = runtime.inference_jobs(pred.device, len(files))
+    elif int(jobs) < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     bar = tqdm(total=len(files), desc="hkd-eval predict", unit="file", disable=not progress)
 
     def step(path, out, why):
@@ -112,7 +119,7 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     try:
         written, more = predict_from_files_to_files(files, outs, fmt=fmt, plots=plots, overwrite=overwrite,
-                                                    predictor=pred, on_result=step)
+                                                    predictor=pred, jobs=int(jobs), on_result=step)
     finally:
         bar.close()
     failed.update(more)

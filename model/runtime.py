@@ -144,6 +144,19 @@ def inference_batch(device, precision) -> int:
     return 16 if torch.device(device).type == "cpu" else 64
 
 
+MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a model and a song's CFP, ~0.4 GB)
+
+
+def inference_jobs(device, n_files: int) -> int:
+    """Worker processes for predicting ``n_files`` files ("auto"): on a CPU one per usable core (at most
+    :data:`MAX_AUTO_JOBS`, never more than files), threads split between them; 1 on a GPU or for one file.
+    Whole files in parallel processes beat one process with all threads on 2 cores (docs/results.md, issue 13),
+    with the same output."""
+    if torch.device(device).type != "cpu" or n_files < 2:
+        return 1
+    return max(1, min(int(n_files), usable_cores(), MAX_AUTO_JOBS))
+
+
 def usable_cores() -> int:
     """Cores this process may run on: ``len(os.sched_getaffinity(0))`` where available, else ``os.cpu_count()``."""
     try:

@@ -132,3 +132,31 @@ def test_reference_selection():
     # per-frame plan of the reference: "consistent" frames are exactly ours
     plan = np.array([[kind == "consistent" for *_, kind in seg] for seg in ref["per_frame_plan_rows_melody_harm_sub_kind"]])
     assert np.array_equal(consistent_frames(x, faithful=True), plan)
+
+
+def test_pseudo_label_quality_hand_computed():
+    """Two labeled segments and one without labels, T = 4; melody rows by construction, scores by hand."""
+    from hkdsme.train.hcr import PseudoLabelQuality
+
+    T = 4
+    m_rows = np.array([[10, 20, 0, 30], [50, 0, 0, 70], [5, 5, 5, 5]])
+    probs = torch.zeros(3, 4, 321, T)
+    probs[torch.arange(3)[:, None], 0, torch.from_numpy(m_rows), torch.arange(T)] = 1.0
+    gt = torch.tensor([[11, 25, 0, 30], [50, 40, 0, 0], [0, 0, 0, 0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True], [True] * 4])
+    q = PseudoLabelQuality()
+    q.add(probs, np.array([True, False, True]), np.array([True, True, False]), gt, mask)
+    s = PseudoLabelQuality.summary([q.c])
+    # kept labeled = segment 0 only: valid voiced truth frames 0, 1 (frame 3 padded); right: frame 0 (|10-11| <= 2)
+    assert s["hcr_melody_acc_kept"] == pytest.approx(50.0)
+    # voicing on its 3 valid frames: voiced/voiced, voiced/voiced, unvoiced/unvoiced -> all agree
+    assert s["hcr_voicing_agree_kept"] == pytest.approx(100.0)
+    # all labeled: voiced frames 0,1 (seg 0) + 0,1 (seg 1); right: seg0 f0, seg1 f0 -> 2 of 4
+    assert s["hcr_melody_acc_all"] == pytest.approx(50.0)
+    assert (s["hcr_kept_withheld_part"], s["hcr_total_withheld_part"]) == (1, 2)
+    assert (s["hcr_kept_unlabeled_part"], s["hcr_total_unlabeled_part"]) == (1, 1)
+    # two ranks' counts add up; nothing labeled -> accuracies undefined (None, JSON null)
+    s2 = PseudoLabelQuality.summary([q.c, q.c])
+    assert s2["hcr_total_withheld_part"] == 4 and s2["hcr_melody_acc_kept"] == pytest.approx(50.0)
+    empty = PseudoLabelQuality.summary([PseudoLabelQuality().c])
+    assert empty["hcr_melody_acc_kept"] is None and "n/a" not in PseudoLabelQuality.describe(empty)

@@ -100,7 +100,40 @@ def test_logged_hcr_count_matches_an_independent_count(data, tmp_path, faithful)
 
     m = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert m["epoch"] == 0 and m["hcr_kept"] == len(expected) and m["hcr_total"] == len(unl)
-    assert f"epoch 0: kept {len(expected)} of {len(unl)} unlabeled segments" in t.log_lines
+    assert any(line.startswith(f"epoch 0: kept {len(expected)} of {len(unl)} unlabeled segments (pool without "
+                               f"labels: kept {len(expected)} of {len(unl)})") for line in t.log_lines)
+    assert m["hcr_total_withheld_part"] == 0 and m["hcr_melody_acc_kept"] is None
     with h5py.File(run / "pseudo.h5") as h:
         assert list(h["uidx"][()]) == expected
         np.testing.assert_allclose(h["probs"][()].astype(np.float32), out.probs[expected].numpy(), atol=1e-3)
+
+
+def test_pool_with_withheld_labels_is_scored(data, tmp_path):
+    """A labeled cache given as --unlabeled: its labels never reach the loss, but the kept pseudo-labels are scored
+    against them, per epoch, beside the count of the part without labels."""
+    run = tmp_path / "run"
+    cfg = config.resolve("distill", overrides=dict(
+        labeled=[data["lab"]], unlabeled=[data["unl"], data["lab"]], out=run, epochs=1, batch=2,
+        precision="fp32", kd=False, hcr_batch=4, max_steps_per_epoch=1))
+    t = _RiggedTrainer(cfg)
+    t.fit()
+    unl = ShardDataset([data["unl"], data["lab"]], labeled=False)
+    lab = unl.has_labels(np.arange(len(unl)))
+    n_lab = len(ShardDataset([data["lab"]]))
+    assert list(lab) == [False] * len(VOICED) + [True] * n_lab
+    loop.seed_everything(int(cfg["seed"]))
+    model = _Rigged(n_classes=4, heads=cfg["heads"]).eval()
+    b = unl.__getitems__(np.arange(len(unl)))
+    with torch.inference_mode():
+        out = model(b["x"])
+    keep = select_segments(out.probs, 0.75, b["mask"]).numpy()
+    # the independent score: melody row of each kept labeled segment vs its true rows, within 2 bins
+    m_rows, g = out.probs[:, 0].argmax(dim=1), b["bins"]
+    voiced = (g >= 1) & b["mask"]
+    sel = torch.from_numpy(keep & lab)
+    right = (voiced & (m_rows >= 1) & ((m_rows - g).abs() <= 2))[sel].sum().item()
+    m = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert m["hcr_kept_unlabeled_part"] == len(EXPECTED[False]) and m["hcr_total_withheld_part"] == n_lab
+    assert m["hcr_kept_withheld_part"] == int((keep & lab).sum())
+    if voiced[sel].sum() > 0:
+        assert m["hcr_melody_acc_kept"] == pytest.approx(100 * right / voiced[sel].sum().item(), abs=1e-3)

@@ -51,6 +51,11 @@ def test_teacher_loss_decreases_and_checkpoints(data, tmp_path):
     assert saved["epochs"] == 2 and saved["data"] == [str(data["one"])]
 
 
+def _logged(trainer, start: str) -> bool:
+    """A log line starts with ``start`` (HCR lines go on with the pool's parts and pseudo-label quality)."""
+    return any(line.startswith(start) for line in trainer.log_lines)
+
+
 def _student_cfg(data, out, **kw):
     o = dict(teacher=data["teacher"], labeled=[data["lab"]], unlabeled=[data["unl"]], val=data["val"], out=out,
              epochs=2, batch=2, precision="fp32", hcr_threshold=0.0)
@@ -61,8 +66,8 @@ def _student_cfg(data, out, **kw):
 def test_student_resume_is_bit_exact_and_hcr_logged(data, tmp_path):
     straight = DistillTrainer(_student_cfg(data, tmp_path / "a", val="", max_steps_per_epoch=2))
     straight.fit()
-    assert "epoch 0: kept 2 of 2 unlabeled segments" in straight.log_lines
-    assert "epoch 1: kept 2 of 2 unlabeled segments" in straight.log_lines
+    assert _logged(straight, "epoch 0: kept 2 of 2 unlabeled segments")
+    assert _logged(straight, "epoch 1: kept 2 of 2 unlabeled segments")
     with h5py.File(tmp_path / "a" / "pseudo.h5") as h:
         assert h["probs"].shape == (2, 4, 321, 64) and list(h["uidx"][()]) == [0, 1]
         np.testing.assert_allclose(h["probs"][()].astype(np.float32).sum(axis=2), 1.0, atol=0.02)
@@ -84,6 +89,19 @@ def test_student_resume_is_bit_exact_and_hcr_logged(data, tmp_path):
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
 
 
+def test_runs_share_one_teacher_cache_file(data, tmp_path):
+    shared = tmp_path / "caches" / "t.h5"
+    a = DistillTrainer(_student_cfg(data, tmp_path / "a", val="", max_steps_per_epoch=1, epochs=1, teacher_cache=shared))
+    a.fit()
+    assert shared.is_file() and not (tmp_path / "a" / "teacher_cache.h5").exists()
+    assert not any("reusing teacher logits" in s for s in a.log_lines)
+    b = DistillTrainer(_student_cfg(data, tmp_path / "b", val="", max_steps_per_epoch=1, epochs=1, teacher_cache=shared,
+                                    hcr=False))
+    b.fit()
+    assert any("reusing teacher logits" in s for s in b.log_lines)
+    assert not (tmp_path / "b" / "teacher_cache.h5").exists()
+
+
 def test_student_loss_decreases_without_unlabeled(data, tmp_path):
     cfg = _student_cfg(data, tmp_path / "s", labeled=[data["one"]], unlabeled=[], val="")
     train_student(cfg)
@@ -96,7 +114,7 @@ def test_strict_hcr_keeps_nothing_from_untrained_student(data, tmp_path):
     t = DistillTrainer(_student_cfg(data, tmp_path / "f", epochs=1, faithful=True, hcr_threshold=0.75, kd=False,
                                     max_steps_per_epoch=1))
     t.fit()
-    assert "epoch 0: kept 0 of 2 unlabeled segments" in t.log_lines
+    assert _logged(t, "epoch 0: kept 0 of 2 unlabeled segments")
     with h5py.File(tmp_path / "f" / "pseudo.h5") as h:
         assert h["probs"].shape[0] == 0
 
@@ -159,7 +177,7 @@ def test_unlabeled_max_uses_a_fixed_sample_with_its_own_teacher_logits(data, tmp
     cfg = _student_cfg(data, tmp_path / "s", val="", epochs=1, max_steps_per_epoch=1, unlabeled_max=1)
     t = DistillTrainer(cfg)
     t.fit()
-    assert len(t.unl) == 1 and "epoch 0: kept 1 of 1 unlabeled segments" in t.log_lines
+    assert len(t.unl) == 1 and _logged(t, "epoch 0: kept 1 of 1 unlabeled segments")
     again = DistillTrainer(cfg)                                   # same seed → same sample
     assert list(again.unl.index) == list(t.unl.index)
     (u,) = t.unl.index

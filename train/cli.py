@@ -91,6 +91,8 @@ def teacher(config_file, resume, force, data, **kw):
 @click.option("--hcr-tolerance", type=int, help="bins the octave relations may miss by (0 = paper's exact rule)")
 @click.option("--hcr-batch", type=int)
 @click.option("--teacher-batch", type=int)
+@click.option("--teacher-cache", type=click.Path(dir_okay=False),
+              help="teacher-logit cache file shared by runs with the same teacher and data [default: RUN/teacher_cache.h5]")
 @click.option("--unlabeled-max", type=int, help="fixed seeded sample of N unlabeled segments (0 = all)")
 @_common
 def run(config_file, resume, force, labeled, unlabeled, **kw):

@@ -177,6 +177,7 @@ class ShardDataset(torch.utils.data.Dataset):
                 raise InputError(bad[0], "track has no labels but was given as labeled data")
         self.labeled = labeled
         self.paths = [p for p, _, _, _ in entries]
+        self.track_labeled = np.array([lab for _, _, lab, _ in entries], bool)
         self.checksums = [c for _, _, _, c in entries]
         if max_open is None:
             max_open = int(os.environ.get("HKDSME_MAX_OPEN_SHARDS", 0)) or default_max_open()
@@ -263,6 +264,11 @@ class ShardDataset(torch.utils.data.Dataset):
         return {"x": torch.from_numpy(x), "bins": torch.from_numpy(bins), "mask": torch.from_numpy(mask),
                 "idx": torch.from_numpy(idx)}
 
+    def has_labels(self, indices) -> np.ndarray:
+        """Per segment of ``indices``: does its shard carry labels (e.g. an unlabeled pool's MIR-1K part, whose labels
+        training never reads but which can score pseudo-labels)?"""
+        return self.track_labeled[self.track_of[np.asarray(indices, np.int64)]]
+
     def track_segments(self, t: int) -> np.ndarray:
         """Global indices of the segments of track ``t`` in time order."""
         return np.arange(self.first[t], self.first[t + 1])
@@ -305,6 +311,9 @@ class SegmentSample(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def has_labels(self, indices) -> np.ndarray:
+        return self.base.has_labels(self.index[np.asarray(indices, np.int64)])
 
     def __getitems__(self, indices) -> dict:
         idx = np.asarray(indices, np.int64)

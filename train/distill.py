@@ -52,7 +52,7 @@ from hkdsme.pipeline import labels
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import ddp
 from hkdsme.train.dataset import SegmentSample, ShardDataset
-from hkdsme.train.hcr import select_segments
+from hkdsme.train.hcr import PseudoLabelQuality, select_segments
 from hkdsme.train.loop import Trainer, predict_segments
 from hkdsme.train.losses import hkdsme_loss
 from hkdsme.train.pseudo import TrainSet, _Lazy, combine, store_path, write_store  # noqa: F401
@@ -113,8 +113,10 @@ class DistillTrainer(Trainer):
                 "version": 1}
 
     def prepare_teacher_cache(self) -> Path:
-        """Fill ``RUN/teacher_cache.h5`` once (rank 0); reuse a matching one."""
-        path = self.run / CACHE_NAME
+        """Fill the teacher cache once (rank 0); reuse a matching one. ``RUN/teacher_cache.h5``, or the file
+        ``--teacher-cache PATH`` names: runs with the same teacher and data (e.g. ablations) then share one."""
+        path = Path(self.cfg.get("teacher_cache") or self.run / CACHE_NAME)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if self.info.main:
             rng = torch.get_rng_state()              # filling the cache must not shift the run's randomness
             teacher, th = self._load_teacher()
@@ -154,28 +156,32 @@ class DistillTrainer(Trainer):
             return {"hcr_kept": 0}
         kept, total = self.select_pseudo(epoch)
         self.kept = kept
-        self.log(f"epoch {epoch}: kept {kept} of {total} unlabeled segments")
-        return {"hcr_kept": kept, "hcr_total": total}
+        self.log(f"epoch {epoch}: kept {kept} of {total} unlabeled segments "
+                 f"({PseudoLabelQuality.describe(self.hcr_quality)})")
+        return {"hcr_kept": kept, "hcr_total": total, **self.hcr_quality}
 
     def select_pseudo(self, epoch: int) -> tuple[int, int]:
-        """HCR over this rank's share of the unlabeled set; returns (kept, total) over all ranks."""
+        """HCR over this rank's share of the unlabeled set; returns (kept, total) over all ranks and logs the
+        pseudo-labels' quality where the pool carries withheld labels (``self.hcr_quality``)."""
         info = self.info
         model = self._model
         path = store_path(self.run, info.rank, info.world)
         rows = ddp.shard_range(len(self.unl), info)
+        quality = PseudoLabelQuality()
         was = model.training
         model.eval()
         try:
             with torch.inference_mode():
-                mine = write_store(path, model.n_classes, self._hcr_kept(model, rows), epoch=epoch,
+                mine = write_store(path, model.n_classes, self._hcr_kept(model, rows, quality), epoch=epoch,
                                    rank=info.rank)
         finally:
             model.train(was)
-        parts = ddp.all_gather_objects((str(path), mine), info)
-        self.pseudo = combine(parts)
+        parts = ddp.all_gather_objects((str(path), mine, quality.c), info)
+        self.pseudo = combine([p[:2] for p in parts])
+        self.hcr_quality = PseudoLabelQuality.summary([p[2] for p in parts])
         return len(self.pseudo[3]), len(self.unl)
 
-    def _hcr_kept(self, model, rows):
+    def _hcr_kept(self, model, rows, quality: PseudoLabelQuality | None = None):
         """Yield ``(uidx, probs float16)`` of the segments of ``rows`` that HCR keeps, batch by batch."""
         cfg = self.cfg
         for r, b, out in predict_segments(model, self.unl, rows, device=self.device,
@@ -184,6 +190,8 @@ class DistillTrainer(Trainer):
             p = out.probs.float()
             keep = select_segments(p, float(cfg["hcr_threshold"]), b["mask"].to(p.device),
                                    faithful=cfg["faithful"], tolerance=int(cfg["hcr_tolerance"])).cpu().numpy()
+            if quality is not None:
+                quality.add(p, keep, self.unl.has_labels(r), b["bins"], b["mask"])
             if keep.any():
                 yield np.asarray(r)[keep], p[torch.from_numpy(keep).to(p.device)].half().cpu().numpy()
 

@@ -85,3 +85,75 @@ def select_segments(probs_or_logits, threshold: float = 0.75, mask=None, faithfu
         n_valid = valid.sum(dim=1).double()
         keep = (count >= threshold * n_valid - 1e-9) & (n_valid > 0)   # 1e-9: 0.7·10 must not need 8 frames
     return keep.numpy() if is_np else keep
+
+
+MELODY_TOLERANCE = 2      # bins (40 cents): a pseudo-label's melody row counts as right within this distance
+
+
+class PseudoLabelQuality:
+    """Scores HCR's pseudo-labels against labels the trainer never reads (a pool's labeled part).
+
+    Per segment the pseudo-label's melody is ``m = argmax`` of channel 0 over the 321 rows (row 0 = unvoiced).
+    On valid frames (``mask``) of segments whose shards carry labels (``has_labels``), against the withheld
+    true rows ``g``:
+
+    - melody accuracy = #(g ≥ 1 and |m − g| ≤ 2) / #(g ≥ 1): voiced frames labeled with the right pitch
+      (40 cents; an unvoiced ``m`` counts as wrong);
+    - voicing agreement = #((m ≥ 1) == (g ≥ 1)) / #valid frames.
+
+    Both are accumulated over the kept segments and, as the baseline HCR should beat, over all segments of the
+    labeled part; ``add`` takes one batch, :meth:`summary` the totals (summable across DDP ranks).
+    """
+
+    KEYS = ("n_unlab", "kept_unlab", "n_lab", "kept_lab", "voiced_k", "right_k", "valid_k", "agree_k",
+            "voiced_a", "right_a")
+
+    def __init__(self):
+        self.c = dict.fromkeys(self.KEYS, 0)
+
+    def add(self, probs: torch.Tensor, keep, has_labels, bins, mask) -> None:
+        keep, lab = torch.as_tensor(np.asarray(keep), dtype=torch.bool), torch.as_tensor(np.asarray(has_labels))
+        self.c["n_unlab"] += int((~lab).sum())
+        self.c["kept_unlab"] += int((keep & ~lab).sum())
+        self.c["n_lab"] += int(lab.sum())
+        self.c["kept_lab"] += int((keep & lab).sum())
+        if not lab.any():
+            return
+        m = probs[lab, 0].argmax(dim=1).cpu()                       # (n, T)
+        g, valid = torch.as_tensor(bins)[lab].long(), torch.as_tensor(mask)[lab].bool()
+        voiced = (g >= 1) & valid
+        right = voiced & (m >= 1) & ((m - g).abs() <= MELODY_TOLERANCE)
+        agree = ((m >= 1) == (g >= 1)) & valid
+        k = keep[lab]
+        self.c["voiced_a"] += int(voiced.sum())
+        self.c["right_a"] += int(right.sum())
+        self.c["voiced_k"] += int(voiced[k].sum())
+        self.c["right_k"] += int(right[k].sum())
+        self.c["valid_k"] += int(valid[k].sum())
+        self.c["agree_k"] += int(agree[k].sum())
+
+    @classmethod
+    def summary(cls, counts: list[dict]) -> dict:
+        """Metrics from one or more ranks' counts: kept per part, and accuracies in % (None where undefined)."""
+        t = {k: sum(c[k] for c in counts) for k in cls.KEYS}
+
+        def pct(a, b):
+            return round(100.0 * t[a] / t[b], 3) if t[b] else None        # None: JSON null, not NaN
+
+        return {"hcr_kept_unlabeled_part": t["kept_unlab"], "hcr_total_unlabeled_part": t["n_unlab"],
+                "hcr_kept_withheld_part": t["kept_lab"], "hcr_total_withheld_part": t["n_lab"],
+                "hcr_melody_acc_kept": pct("right_k", "voiced_k"), "hcr_voicing_agree_kept": pct("agree_k", "valid_k"),
+                "hcr_melody_acc_all": pct("right_a", "voiced_a")}
+
+    @staticmethod
+    def describe(s: dict) -> str:
+        """One log line of :meth:`summary`'s metrics."""
+        def pct(v):
+            return "n/a" if v is None else f"{v:.1f} %"
+
+        out = f"pool without labels: kept {s['hcr_kept_unlabeled_part']} of {s['hcr_total_unlabeled_part']}"
+        if s["hcr_total_withheld_part"]:
+            out += (f"; with withheld labels: kept {s['hcr_kept_withheld_part']} of {s['hcr_total_withheld_part']}, "
+                    f"melody within 40 cents {pct(s['hcr_melody_acc_kept'])} on kept "
+                    f"(all: {pct(s['hcr_melody_acc_all'])}), voicing agreement {pct(s['hcr_voicing_agree_kept'])}")
+        return out
