@@ -9,6 +9,10 @@ run by a Python that has essentia (``--melodia-python``, e.g. a scratch venv: ``
 ``--repeats`` rounds and the best round of each is reported.
 
     python benchmarks/bench_vs_melodia.py FOLDER --melodia-python /tmp/mel/bin/python [--repeats 2] [-- predict options]
+    python benchmarks/bench_vs_melodia.py FOLDER --melodia-python PY --ours "" --ours "--jobs 1"   # two of ours
+
+Each ``--ours`` is one configuration of ours, timed in the same rounds; the melody files of all configurations
+are compared byte for byte. Melodia (essentia) runs in one process on one core, as its recipe does.
 """
 from __future__ import annotations
 
@@ -48,8 +52,13 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--melodia-python", required=True, help="a python with essentia installed")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("predict_args", nargs="*", help="extra hkd-eval predict options (after --)")
+    ap.add_argument("--ours", action="append", default=None, metavar="OPTIONS",
+                    help="hkd-eval predict options of one configuration to time, e.g. --ours '--jobs 1' "
+                         "(repeatable; default: one run with no options)")
+    ap.add_argument("predict_args", nargs="*", help="extra hkd-eval predict options for every configuration (after --)")
     args = ap.parse_args()
+    import shlex
+
     from hkdsme.evaluate.predict import expand_inputs
     from hkdsme.model import runtime
 
@@ -58,25 +67,33 @@ def main() -> None:
         sys.exit(f"no audio files in {args.folder}")
     dur = audio_seconds(files)
     hkd = shutil.which("hkd-eval") or sys.exit("hkd-eval not on PATH (pip install -e .)")
+    configs = args.ours or [""]
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "melodia.py"
         script.write_text(MELODIA)
-        ours, theirs = [], []
+        ours, theirs = {c: [] for c in configs}, []
         for r in range(args.repeats):
-            out = Path(tmp) / f"out{r}"
-            run_ours = lambda: ours.append(timed([hkd, "predict", str(args.folder), "--out", str(out),  # noqa: E731
-                                                  *args.predict_args]))
-            run_mel = lambda: theirs.append(timed([args.melodia_python, str(script), *map(str, files)]))  # noqa: E731
-            (run_ours, run_mel)[r % 2]()
-            (run_mel, run_ours)[r % 2]()
-    o, m = min(ours), min(theirs)
+            jobs = [lambda: theirs.append(timed([args.melodia_python, str(script), *map(str, files)]))]
+            for k, c in enumerate(configs):
+                out = Path(tmp) / f"out{k}"
+                jobs.append(lambda c=c, out=out: ours[c].append(timed(
+                    [hkd, "predict", str(args.folder), "--out", str(out), "--overwrite", *shlex.split(c),
+                     *args.predict_args])))
+            for j in (jobs if r % 2 else jobs[::-1]):          # alternate the order between rounds
+                j()
+        same = len({tuple((Path(tmp) / f"out{k}" / f.name).read_bytes() for f in sorted((Path(tmp) / "out0").iterdir()))
+                    for k in range(len(configs))}) == 1
+    m = min(theirs)
     print(f"# {runtime.describe()}")
     print(f"# {len(files)} files, {dur:.1f} s of audio, best of {args.repeats} alternating rounds\n")
-    print("| tool | wall s | × realtime |")
-    print("|---|---:|---:|")
-    print(f"| hkd-eval predict | {o:.1f} | {dur / o:.1f} |")
-    print(f"| Melodia (essentia) | {m:.1f} | {dur / m:.1f} |")
-    print(f"\nhkd-eval / Melodia throughput: {m / o:.2f}x")
+    print("| tool | wall s | × realtime | / Melodia |")
+    print("|---|---:|---:|---:|")
+    for c in configs:
+        o = min(ours[c])
+        print(f"| hkd-eval predict {c or '(defaults)'} | {o:.1f} | {dur / o:.1f} | {m / o:.2f}× |")
+    print(f"| Melodia (essentia) | {m:.1f} | {dur / m:.1f} | 1.00× |")
+    if len(configs) > 1:
+        print(f"\nmelody files byte-identical across the hkd-eval configurations: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -213,6 +213,7 @@ class Predictor:
         self.model.eval()
         if getattr(self.model, "heads", False):
             self.model.heads = False  # projector heads are training-only; the melody logits do not use them
+        self.model.logits_only = True     # decoding reads the logits; the networks' softmax would be unused
         for m in self.model.modules():
             if isinstance(m, torch.nn.SELU):
                 m.inplace = True      # same numbers, one less temporary per layer (~5 % faster inference)

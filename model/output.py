@@ -10,13 +10,14 @@ class NetOutput(NamedTuple):
     """Outputs of a forward pass on ``x`` of shape (B, 3, 320, T).
 
     - ``probs``: (B, C, 321, T) ``softmax(logits, dim=2)``, a distribution over the 321 frequency rows
-      (row 0 = unvoiced) separately for every class channel and frame (= official ``output``).
+      (row 0 = unvoiced) separately for every class channel and frame (= official ``output``); ``None`` when the
+      network's ``logits_only`` is set (inference that decodes from the logits skips the softmax).
     - ``logits``: (B, C, 321, T) pre-softmax ``cat(bottom_row, decoder_rows)`` (= official ``feat``).
     - ``aux_logits``: tuple of the student's three projector heads, each (B, C, 321, T) pre-softmax
       (official ``out1..out3`` are their frequency softmax); ``()`` for the teacher or a head-less student.
     """
 
-    probs: torch.Tensor
+    probs: torch.Tensor | None
     logits: torch.Tensor
     aux_logits: tuple[torch.Tensor, ...] = ()
 

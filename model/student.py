@@ -46,6 +46,7 @@ class MSNet(nn.Module):
     def __init__(self, n_classes: int = 4, heads: bool = True):
         super().__init__()
         self.n_classes = int(n_classes)
+        self.logits_only = False      # True: probs = None (inference decoding from logits skips the softmax)
         self.heads = bool(heads)
         c = self.n_classes
         self.conv1 = _bn_conv_selu(3, 32)
@@ -90,4 +91,4 @@ class MSNet(nn.Module):
                 lambda z: self.fc3_2(torch.relu(self.drop3(self.fc3(z)))), self.selu(self.cc3(u3))
             )
             aux = tuple(torch.cat((bm, h), dim=2) for h in (h1, h2, h3))
-        return NetOutput(freq_softmax(logits), logits, aux)
+        return NetOutput(None if self.logits_only else freq_softmax(logits), logits, aux)

@@ -84,6 +84,7 @@ class FTANet(nn.Module):
     def __init__(self, n_classes: int = 4):
         super().__init__()
         self.n_classes = c = int(n_classes)
+        self.logits_only = False      # True: probs = None (inference decoding from logits skips the softmax)
         self.bn_layer = nn.BatchNorm2d(3)
         self.bm_layer = nn.Sequential(          # 320 → 80 → 20 → 5 → 1 rows
             nn.Conv2d(3, 16, (4, 1), stride=(4, 1)), nn.SELU(),
@@ -114,4 +115,4 @@ class FTANet(nn.Module):
         if h.shape[-2:] != size:
             h = F.adaptive_avg_pool2d(h, size)
         logits = torch.cat((bm, h), dim=2)
-        return NetOutput(freq_softmax(logits), logits, ())
+        return NetOutput(None if self.logits_only else freq_softmax(logits), logits, ())

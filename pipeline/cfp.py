@@ -33,7 +33,6 @@ import functools
 import numpy as np
 import scipy.fft
 from numba import njit
-from scipy.signal import windows
 
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
@@ -148,8 +147,14 @@ def filterbank_matrices() -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=None)
 def _window() -> np.ndarray:
-    """Symmetric 768-point Blackman-Harris window h (float64)."""
-    return windows.blackmanharris(WIN, sym=True)
+    """Symmetric 768-point Blackman-Harris window h (float64): ``Σ_k a_k cos(k·φ_n)``, ``φ = linspace(−π, π, 768)``,
+    ``a = (0.35875, 0.48829, 0.14128, 0.01168)``, summed in the order of ``scipy.signal.windows.blackmanharris``
+    (equal to it bit for bit, tests/test_cfp.py) without importing scipy.signal (0.7 s per process)."""
+    fac = np.linspace(-np.pi, np.pi, WIN)
+    w = np.zeros(WIN)
+    for k, a in enumerate((0.35875, 0.48829, 0.14128, 0.01168)):
+        w += a * np.cos(k * fac)
+    return w
 
 
 def _edge_frame(x: np.ndarray, ti: int) -> np.ndarray:

@@ -159,3 +159,9 @@ def test_bad_input(x, msg):
 def test_only_8khz():
     with pytest.raises(ValueError, match="sr=8000"):
         cfp.cfp(synth(8000), sr=16000)
+
+
+def test_window_equals_scipy_blackmanharris_bit_for_bit():
+    from scipy.signal import windows
+
+    np.testing.assert_array_equal(cfp._window(), windows.blackmanharris(cfp.WIN, sym=True))
