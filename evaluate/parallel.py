@@ -7,9 +7,9 @@ SELU / batch norm / unpooling between the convolutions); two 1-thread workers ke
 (docs/results.md, issue 13: measured on real songs). Results are the same numbers as the single-process path
 (the convolutions give identical outputs with 1 or 2 threads; `tests/test_parallel.py`).
 
-Workers come from joblib's loky executor: fresh interpreters (a forked child of a process whose OpenMP pool
-already ran can hang) that, unlike ``multiprocessing``'s spawn, do not re-import the caller's main script, and
-that stay up for the next call with the same settings. Each builds its own
+Workers come from a loky executor (joblib's process backend): fresh interpreters (a forked child of a process
+whose OpenMP pool already ran can hang) that, unlike ``multiprocessing``'s spawn, do not re-import the caller's
+main script, and that stay up for the next call with the same settings. Each builds its own
 :class:`~hkdsme.evaluate.inference.Predictor` from the parent's settings once. Files are
 handed out longest first (by size on disk) so the last file does not run alone; results are yielded in the
 input order. A bad input comes back as ``InputError`` for that file only.
@@ -49,14 +49,29 @@ def _size(p) -> int:
         return 0
 
 
+_POOL: dict = {}
+
+
+def _executor(spec: dict, jobs: int, threads: int):
+    """This module's own loky executor (not joblib's global reusable one, which joblib's own Parallel reuses and
+    would get our initializer); kept for the next call with the same settings, replaced otherwise."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    key = (repr(sorted(spec.items())), jobs, threads)
+    if _POOL.get("key") != key:
+        old = _POOL.pop("pool", None)
+        if old is not None:
+            old.shutdown(wait=False)
+        _POOL.update(key=key, pool=ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec, threads)))
+    return _POOL["pool"]
+
+
 def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spectrum: bool = False):
     """Yield ``(path, result or InputError)`` for ``paths`` in order, computed by ``jobs`` worker processes."""
     from hkdsme.pipeline.errors import InputError
 
-    from joblib.externals.loky import get_reusable_executor
-
     paths = list(paths)
-    pool = get_reusable_executor(max_workers=jobs, initializer=_init, initargs=(spec, threads), timeout=60)
+    pool = _executor(spec, jobs, threads)
     order = sorted(range(len(paths)), key=lambda i: -_size(paths[i]))
     futures = {i: pool.submit(_one, str(paths[i]), return_spectrum) for i in order}
     try:

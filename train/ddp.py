@@ -79,14 +79,17 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 
 def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    """Average of each scalar over ranks (every rank gets the result)."""
+    """Average of each scalar over ranks (every rank gets the result); a None (an undefined metric, the same on
+    every rank, e.g. a pseudo-label accuracy with nothing to score) passes through."""
     if not info.distributed:
         return values
-    keys = sorted(values)
+    keys = sorted(k for k, v in values.items() if v is not None)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
                      device=info.device if info.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
-    return {k: float(v) / info.world for k, v in zip(keys, t.tolist())}
+    out = {k: v for k, v in values.items() if v is None}
+    out.update({k: float(v) / info.world for k, v in zip(keys, t.tolist())})
+    return out
 
 
 def shard_range(n: int, info: DistInfo) -> np.ndarray:

@@ -25,16 +25,22 @@ case "$CMD" in
   s-aug-cont) hkd-train run $SUP $TRAIN_ALL $V --init $R/s-aug/best.pt --lr 3e-4 \
            --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-aug-cont "$@" ;;
   h-aug|h-exact|h-nosongs|h-nokd)
-         POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool.h5
-         KD="--teacher $R/s-aug/best.pt --student-teacher"
+         TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}       # TEACHER=RUN/best.pt: another teacher
+         POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
+         KD="--teacher $R/s-aug/best.pt --student-teacher"; [[ -n ${TEACHER:-} ]] && KD="--teacher $TEACHER"
          case "$CMD" in
            h-exact) TOL=0 ;;
-           h-nosongs) POOL="--unlabeled $C/mir1k-pool-aug"; CACHE=$R/teacher-cache-mir1k-pool.h5 ;;
+           h-nosongs) POOL="--unlabeled $C/mir1k-pool-aug"; CACHE=$R/teacher-cache-mir1k-pool$TAG.h5 ;;
            h-nokd) KD="--teacher random --no-kd"; CACHE="" ;;
          esac
          hkd-train run $KD --no-heads $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
            --init $R/s-aug/best.pt --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
-           --out $R/$CMD "$@" ;;
+           --out $R/$CMD$TAG "$@" ;;
+  # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
+  # step of batch 32 on 2 CPU cores (bf16), so 40 x 150 steps is ~11 CPU hours: a GPU job (--device cuda), or
+  # resumed over several sessions (--resume). Its students: runs_aug.sh h-aug with TEACHER=runs/aug/t-aug/best.pt.
+  t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
+           --epochs ${EPOCHS:-40} --max-steps-per-epoch ${STEPS:-150} --out $R/t-aug "$@" ;;
   pool)  hkd-prep extract --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" --split train \
            --tracks experiments/mir1k/unlabeled_half.txt --augment experiments/mir1k/pool.toml --variants 1 \
            --out $C/mir1k-pool-aug --no-progress ;;
