@@ -13,7 +13,7 @@ from hkdsme.model.checkpoint import build_model, load_checkpoint, save_checkpoin
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import config, loop
-from hkdsme.train.dataset import SegmentSample
+from hkdsme.train.dataset import SegmentSample, ShardDataset
 from hkdsme.train.distill import DistillTrainer, train_student
 from hkdsme.train.teacher import train_teacher
 
@@ -100,6 +100,27 @@ def test_runs_share_one_teacher_cache_file(data, tmp_path):
     b.fit()
     assert any("reusing teacher logits" in s for s in b.log_lines)
     assert not (tmp_path / "b" / "teacher_cache.h5").exists()
+
+
+def test_a_cache_in_the_same_folder_donates_identical_sets(data, tmp_path):
+    """Another pool, same teacher and labeled data: the labeled logits are copied (bit-equal), the pool computed."""
+    folder = tmp_path / "caches"
+    a = DistillTrainer(_student_cfg(data, tmp_path / "a", val="", max_steps_per_epoch=1, epochs=1,
+                                    teacher_cache=folder / "a.h5"))
+    a.fit()
+    b = DistillTrainer(_student_cfg(data, tmp_path / "b", val="", max_steps_per_epoch=1, epochs=1,
+                                    teacher_cache=folder / "b.h5", unlabeled=[data["lab"]]))
+    b.fit()
+    assert any("teacher logits (labeled): copied from" in s and "a.h5" in s for s in b.log_lines)
+    assert not any("teacher logits (unlabeled): copied" in s for s in b.log_lines)
+    with h5py.File(folder / "a.h5") as ha, h5py.File(folder / "b.h5") as hb:
+        np.testing.assert_array_equal(ha["labeled"][()], hb["labeled"][()])
+        assert ha.attrs["checksum_labeled"] == hb.attrs["checksum_labeled"]
+        assert hb["unlabeled"].shape[0] == len(ShardDataset([data["lab"]], labeled=False))
+    # the copy is a valid cache: complete, checksums intact, b's key (a later run with b's data reuses it whole)
+    from hkdsme.train.teacher_cache import cache_matches, file_hash
+
+    assert cache_matches(folder / "b.h5", b._cache_key(file_hash(data["teacher"])))
 
 
 def test_student_loss_decreases_without_unlabeled(data, tmp_path):

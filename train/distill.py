@@ -133,9 +133,10 @@ class DistillTrainer(Trainer):
                     teacher = teacher.to(memory_format=torch.channels_last)
                 sets = {"labeled": self.lab, **({"unlabeled": self.unl} if self.unl is not None else {})}
                 with torch.inference_mode():
+                    donors = sorted(p for p in path.parent.glob("*.h5") if p != path)   # e.g. other ablations'
                     build_teacher_cache(path, teacher, sets, key, device=self.device, precision=self.precision,
                                         batch=int(self.cfg["teacher_batch"]), train_mode=self.cfg["faithful"],
-                                        channels_last=t_cl)
+                                        channels_last=t_cl, donors=donors, log=self.log)
             del teacher
             torch.set_rng_state(rng)
         ddp.barrier(self.info)

@@ -85,14 +85,38 @@ def _remove_dead_temps(path: Path) -> None:
             pass
 
 
+def _donor_rows(donors, name: str, key: dict):
+    """An intact dataset ``name`` of another cache made with the same teacher, mode, precision and features for
+    the same segments (``key[name]``, the set's :func:`data_key`): ``(path, recorded checksum)`` or None."""
+    same = [k for k in key if k not in ("labeled", "unlabeled")]
+    for d in donors or ():
+        try:
+            with h5py.File(d, "r") as h:
+                a = dict(h.attrs)
+                if not (bool(a.get("complete")) and name in h and str(a.get(name)) == str(key[name])
+                        and all(str(a.get(k)) == str(key[k]) for k in same)):
+                    continue
+                rec = str(a.get(f"checksum_{name}", ""))
+                digest = hashlib.new(CHECKSUM_ALGO)
+                for i in range(0, h[name].shape[0], 256):
+                    digest.update(np.ascontiguousarray(h[name][i:i + 256]))
+                if rec == f"{CHECKSUM_ALGO}:{digest.hexdigest()}":
+                    return Path(d), rec
+        except (OSError, KeyError, ValueError):
+            continue
+    return None
+
+
 def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precision="fp32", batch=32,
-                        train_mode=False, channels_last=False, progress=True) -> Path:
+                        train_mode=False, channels_last=False, progress=True, donors=(), log=None) -> Path:
     """Write ``teacher``'s logits (float16) for every segment of each dataset in ``sets`` to ``path``.
 
     ``sets``: ``{name: ShardDataset}`` → dataset ``name`` of shape (N, C, 321, 64). ``key`` is stored as
     attributes; :func:`cache_matches` compares it on reuse. Each dataset's stored bytes get a checksum
     (attribute ``checksum_<name>``, see :func:`cache_checksums`). Written to a temp file, then renamed.
     Non-finite logits are refused (``InputError`` naming the segment's shard) instead of being stored.
+    ``donors``: other cache files; a set that one of them holds intact for the same segments and teacher
+    (:func:`_donor_rows`) is copied instead of recomputed (e.g. ablations that share the labeled data).
     """
     path = Path(path)
     _remove_dead_temps(path)
@@ -101,6 +125,16 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
             h.attrs.update(key)
             for name, ds in sets.items():
+                donor = _donor_rows(donors, name, key) if name in key else None
+                if donor is not None:
+                    with h5py.File(donor[0], "r") as src:
+                        out = _chunked(h, name, len(ds), src[name].shape[1])
+                        for i in range(0, len(ds), 256):
+                            out[i:i + 256] = src[name][i:i + 256]
+                    h.attrs[f"checksum_{name}"] = donor[1]
+                    if log:
+                        log(f"teacher logits ({name}): copied from {donor[0]} (same teacher and segments)")
+                    continue
                 idx = np.arange(len(ds))
                 out = None
                 digest = hashlib.new(CHECKSUM_ALGO)
