@@ -360,9 +360,8 @@ class Predictor:
         jobs = min(int(jobs), len(paths))
         if jobs > 1 and self.device.type == "cpu":
             from hkdsme.evaluate.parallel import predict_parallel
-            from hkdsme.model import runtime
 
-            threads = max(1, runtime.configure_threads() // jobs)
+            threads = max(1, torch.get_num_threads() // jobs)     # this process's threads (set in __init__)
             yield from predict_parallel(self.spec, paths, jobs, threads, return_spectrum=return_spectrum)
             return
         if not prefetch or len(paths) < 2:

@@ -123,6 +123,22 @@ def test_a_cache_in_the_same_folder_donates_identical_sets(data, tmp_path):
     assert cache_matches(folder / "b.h5", b._cache_key(file_hash(data["teacher"])))
 
 
+def test_a_corrupt_donor_is_not_copied(data, tmp_path):
+    folder = tmp_path / "caches"
+    DistillTrainer(_student_cfg(data, tmp_path / "a", val="", max_steps_per_epoch=1, epochs=1,
+                                teacher_cache=folder / "a.h5")).fit()
+    with h5py.File(folder / "a.h5", "r+") as h:                  # flip the stored logits, keep the checksum
+        h["labeled"][0] = h["labeled"][0] + 1.0
+    b = DistillTrainer(_student_cfg(data, tmp_path / "b", val="", max_steps_per_epoch=1, epochs=1,
+                                    teacher_cache=folder / "b.h5", unlabeled=[data["lab"]]))
+    with pytest.warns(UserWarning, match="a.h5: checksum mismatch in labeled"):
+        b.fit()
+    assert not any("copied from" in s for s in b.log_lines)
+    from hkdsme.train.teacher_cache import cache_matches, file_hash
+
+    assert cache_matches(folder / "b.h5", b._cache_key(file_hash(data["teacher"])))   # recomputed, intact
+
+
 def test_student_loss_decreases_without_unlabeled(data, tmp_path):
     cfg = _student_cfg(data, tmp_path / "s", labeled=[data["one"]], unlabeled=[], val="")
     train_student(cfg)

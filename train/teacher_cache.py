@@ -85,26 +85,35 @@ def _remove_dead_temps(path: Path) -> None:
             pass
 
 
-def _donor_rows(donors, name: str, key: dict):
-    """An intact dataset ``name`` of another cache made with the same teacher, mode, precision and features for
-    the same segments (``key[name]``, the set's :func:`data_key`): ``(path, recorded checksum)`` or None."""
+def _donor(donors, name: str, key: dict):
+    """Another complete cache made with the same teacher, mode, precision and features that holds dataset ``name``
+    for the same segments (``key[name]``, the set's :func:`data_key`): ``(path, recorded checksum)`` or None.
+    Only attributes are read; the rows are verified while they are copied (:func:`_copy_verified`)."""
     same = [k for k in key if k not in ("labeled", "unlabeled")]
     for d in donors or ():
         try:
             with h5py.File(d, "r") as h:
                 a = dict(h.attrs)
-                if not (bool(a.get("complete")) and name in h and str(a.get(name)) == str(key[name])
+                if (bool(a.get("complete")) and name in h and str(a.get(name)) == str(key[name])
                         and all(str(a.get(k)) == str(key[k]) for k in same)):
-                    continue
-                rec = str(a.get(f"checksum_{name}", ""))
-                digest = hashlib.new(CHECKSUM_ALGO)
-                for i in range(0, h[name].shape[0], 256):
-                    digest.update(np.ascontiguousarray(h[name][i:i + 256]))
-                if rec == f"{CHECKSUM_ALGO}:{digest.hexdigest()}":
-                    return Path(d), rec
+                    return Path(d), str(a.get(f"checksum_{name}", ""))
         except (OSError, KeyError, ValueError):
             continue
     return None
+
+
+def _copy_verified(h: h5py.File, name: str, n: int, donor: Path, recorded: str) -> bool:
+    """Copy dataset ``name`` (``n`` rows) of ``donor`` into ``h``, hashing as it goes (one read); True when the
+    bytes match ``recorded``, else the copy is removed and False is returned (the caller recomputes)."""
+    with h5py.File(donor, "r") as src:
+        out = _chunked(h, name, n, src[name].shape[1])
+        got = _dataset_checksum(src[name], into=out)
+    if got == recorded:
+        h.attrs[f"checksum_{name}"] = recorded
+        return True
+    del h[name]
+    warnings.warn(f"{donor}: checksum mismatch in {name} (corrupt teacher cache): not copied", stacklevel=2)
+    return False
 
 
 def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precision="fp32", batch=32,
@@ -116,7 +125,7 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
     (attribute ``checksum_<name>``, see :func:`cache_checksums`). Written to a temp file, then renamed.
     Non-finite logits are refused (``InputError`` naming the segment's shard) instead of being stored.
     ``donors``: other cache files; a set that one of them holds intact for the same segments and teacher
-    (:func:`_donor_rows`) is copied instead of recomputed (e.g. ablations that share the labeled data).
+    (:func:`_donor`) is copied instead of recomputed (e.g. ablations that share the labeled data).
     """
     path = Path(path)
     _remove_dead_temps(path)
@@ -125,13 +134,8 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
             h.attrs.update(key)
             for name, ds in sets.items():
-                donor = _donor_rows(donors, name, key) if name in key else None
-                if donor is not None:
-                    with h5py.File(donor[0], "r") as src:
-                        out = _chunked(h, name, len(ds), src[name].shape[1])
-                        for i in range(0, len(ds), 256):
-                            out[i:i + 256] = src[name][i:i + 256]
-                    h.attrs[f"checksum_{name}"] = donor[1]
+                donor = _donor(donors, name, key) if name in key else None
+                if donor is not None and _copy_verified(h, name, len(ds), *donor):
                     if log:
                         log(f"teacher logits ({name}): copied from {donor[0]} (same teacher and segments)")
                     continue
@@ -164,15 +168,19 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
 def cache_checksums(h: h5py.File) -> dict:
     """``{dataset: "sha256:<hex>"}`` of the stored float16 bytes of every dataset, row order (reads them all:
     measured 1.0 s per GiB on the 2-core VM, file in the page cache)."""
-    sums = {}
-    for name, d in h.items():
-        if not isinstance(d, h5py.Dataset):
-            continue
-        digest = hashlib.new(CHECKSUM_ALGO)
-        for i in range(0, d.shape[0], 256):
-            digest.update(np.ascontiguousarray(d[i:i + 256]))
-        sums[name] = f"{CHECKSUM_ALGO}:{digest.hexdigest()}"
-    return sums
+    return {name: _dataset_checksum(d) for name, d in h.items() if isinstance(d, h5py.Dataset)}
+
+
+def _dataset_checksum(d, into=None) -> str:
+    """``"sha256:<hex>"`` of a dataset's stored bytes in row order, 256 rows at a time; ``into``: a dataset of
+    the same shape that receives the rows as they are read (a verified copy in one pass)."""
+    digest = hashlib.new(CHECKSUM_ALGO)
+    for i in range(0, d.shape[0], 256):
+        rows = np.ascontiguousarray(d[i:i + 256])
+        digest.update(rows)
+        if into is not None:
+            into[i:i + 256] = rows
+    return f"{CHECKSUM_ALGO}:{digest.hexdigest()}"
 
 
 def cache_matches(path, key: dict) -> bool:
