@@ -37,10 +37,11 @@ case "$CMD" in
            --init $R/s-aug/best.pt --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
            --out $R/$CMD$TAG "$@" ;;
   # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
-  # step of batch 32 on 2 CPU cores (bf16), so 40 x 150 steps is ~11 CPU hours: a GPU job (--device cuda), or
-  # resumed over several sessions (--resume). Its students: runs_aug.sh h-aug with TEACHER=runs/aug/t-aug/best.pt.
+  # step of batch 32 on 2 CPU cores (bf16) + ~4 min of validation per epoch, so 30 x 100 steps (3,000, cosine lr)
+  # is ~7.5 h here: a GPU job (--device cuda), or resumed over several sessions (append --resume; an epoch is
+  # ~15 min, so a cut-off loses at most that). Its students: TEACHER=runs/aug/t-aug/best.pt runs_aug.sh h-aug.
   t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
-           --epochs ${EPOCHS:-40} --max-steps-per-epoch ${STEPS:-150} --out $R/t-aug "$@" ;;
+           --epochs ${EPOCHS:-30} --max-steps-per-epoch ${STEPS:-100} --out $R/t-aug "$@" ;;
   pool)  hkd-prep extract --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" --split train \
            --tracks experiments/mir1k/unlabeled_half.txt --augment experiments/mir1k/pool.toml --variants 1 \
            --out $C/mir1k-pool-aug --no-progress ;;
