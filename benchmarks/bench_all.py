@@ -6,7 +6,10 @@ Prints, for the CPU it runs on (its name, torch's vector level, native bf16 or n
    fp32 / fp32 channels_last / bf16 / bf16 channels_last (``benchmarks/bench_models.py``'s step);
 2. inference ms/segment of the student per memory format, precision and batch size (what predict, validation,
    HCR and the teacher cache run);
-3. predict end to end (CFP + network, the package's defaults) and CFP alone as × realtime.
+3. predict end to end (CFP + network, the package's defaults) and CFP alone as × realtime;
+4. how compute-bound inference is: FLOPs per segment (``torch.utils.flop_counter``) and the GFLOP/s one thread
+   reaches with the package's defaults — compare with the core's peak (AVX2: 2 FMA units × 8 fp32 lanes × 2 =
+   32 FLOP per cycle) to see what any kernel-level speed-up could still give.
 
 ``auto`` precision and the memory format the package picks here are marked with ``*``.
 
@@ -66,6 +69,19 @@ def infer_ms(kind: str, precision: str, channels_last: bool, batch: int, seconds
     return best / batch * 1e3
 
 
+def flops_per_segment(kind: str) -> float:
+    """FLOPs of one eval-mode forward of one segment (convolutions and matmuls, as torch's flop counter counts)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(kind).eval()
+    if getattr(model, "heads", False):
+        model.heads = False
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.rand(1, 3, 320, 64))
+    return float(counter.get_total_flops())
+
+
 def best_of(fn, repeats: int) -> float:
     fn()
     ts = []
@@ -86,6 +102,7 @@ def main() -> None:
     ap.add_argument("--all", action="store_true",
                     help="also time bf16 inference where bf16 is emulated (minutes per row)")
     args = ap.parse_args()
+    runtime.keep_freed_memory()      # as the hkd-* commands do (HKDSME_MALLOC=system: glibc's default)
     threads = runtime.configure_threads()
     tb = args.train_batch or (4 if args.quick else 8)
     auto = runtime.resolve_precision("auto", "cpu")
@@ -93,7 +110,8 @@ def main() -> None:
     print(f"# {runtime.describe()}")
     print(f"# flags: {' '.join(sorted(f for f in runtime.cpu_flags() if f.startswith(('avx', 'amx'))))}"
           + (f"; capped by {caps}" if caps else ""))
-    print(f"# auto precision here: {auto.name} ({auto.reason}); {threads} threads\n")
+    print(f"# auto precision here: {auto.name} ({auto.reason}); {threads} threads; freed memory "
+          f"{'kept for reuse' if runtime.keep_freed_memory() else 'returned (glibc default)'}\n")
 
     if not args.skip_train:
         print(f"## training step, batch {tb} (1 warm-up + 1 timed step)\n")
@@ -137,6 +155,24 @@ def main() -> None:
             pred = Predictor(ck)
             tot = best_of(lambda: pred.predict_audio(x), 1 if args.quick else 3)
             print(f"| CFP + {kind} | {tot:.3f} | {args.seconds / tot:.1f} |", flush=True)
+
+    print("\n## compute-bound check: the predictor's network on one thread (its precision, layout, batch)\n")
+    print("| model | GFLOP/segment | ms/segment | GFLOP/s per thread |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.models:
+            ck = save_checkpoint(Path(tmp) / f"{kind}.pt", build_model(kind), kind=kind, config={},
+                                 feature_hash=grid.feature_hash())
+            pred = Predictor(ck)          # logits only, in-place SELU: exactly what predict runs
+            torch.set_num_threads(1)
+            x = torch.rand(pred.batch_size, 3, 320, 64).contiguous(
+                memory_format=torch.channels_last if pred.channels_last else torch.contiguous_format)
+            with torch.inference_mode(), runtime.autocast(pred.precision, pred.device):
+                s = best_of(lambda: pred.model(x), 2 if args.quick else 5)
+            ms = s / pred.batch_size * 1e3
+            gf = flops_per_segment(kind) / 1e9
+            print(f"| {kind} | {gf:.3f} | {ms:.1f} | {gf / ms * 1e3:.0f} |", flush=True)
+            torch.set_num_threads(threads)
     _ = np  # numpy is imported for bench_predict's audio()
 
 

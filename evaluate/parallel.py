@@ -29,6 +29,9 @@ def _init(spec: dict, threads: int) -> None:
 
     torch.set_num_threads(threads)
     from hkdsme.evaluate.inference import Predictor
+    from hkdsme.model import runtime
+
+    runtime.keep_freed_memory()       # a worker is our own process (runtime.keep_freed_memory)
 
     _WORKER = Predictor(**spec)
 

@@ -160,3 +160,36 @@ def test_memory_format_follows_network_and_precision(tmp_path):
                          feature_hash=grid.feature_hash())
     assert P.Predictor(ck, precision="fp32").channels_last is False        # the rule sees the checkpoint's kind
     assert P.Predictor(ck, precision="bf16").channels_last is True
+
+
+_F0_SCRIPT = """
+import sys, numpy as np
+from hkdsme.model import runtime
+kept = runtime.keep_freed_memory()
+from hkdsme.evaluate.inference import Predictor
+from hkdsme.pipeline import synthetic
+x, _, _ = synthetic.make_song(seed=11, duration=8.0)
+_, f0 = Predictor(precision="fp32").predict_audio(x)
+np.save(sys.argv[1], f0)
+print(kept)
+"""
+
+
+def _f0_in_fresh_process(tmp_path, name, env):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / f"{name}.npy"
+    r = subprocess.run([sys.executable, "-c", _F0_SCRIPT, str(out)], capture_output=True, text=True,
+                       env={**os.environ, **env}, check=True)
+    return r.stdout.split()[-1] == "True", np.load(out)
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_kept_heap_applies_on_glibc_is_opt_out_and_changes_no_number(tmp_path):
+    kept, f0 = _f0_in_fresh_process(tmp_path, "kept", {"HKDSME_MALLOC": ""})
+    system, ref = _f0_in_fresh_process(tmp_path, "system", {"HKDSME_MALLOC": "system"})
+    assert kept and not system
+    assert (ref > 0).sum() > 100
+    np.testing.assert_array_equal(f0, ref)         # allocation never changes the arithmetic

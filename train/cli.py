@@ -64,6 +64,9 @@ def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: di
 @click.version_option(package_name="hkdsme")
 def main():
     """Train the teacher and distil the student."""
+    from hkdsme.model import runtime
+
+    runtime.keep_freed_memory()     # this process is ours: reuse freed tensor memory (runtime docstring)
 
 
 @main.command()
