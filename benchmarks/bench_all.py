@@ -149,30 +149,26 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| CFP | {cfp_s:.3f} | {args.seconds / cfp_s:.0f} |")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.models:
-            ck = save_checkpoint(Path(tmp) / f"{kind}.pt", build_model(kind), kind=kind, config={},
-                                 feature_hash=grid.feature_hash())
-            pred = Predictor(ck)
+        preds = {kind: Predictor(save_checkpoint(Path(tmp) / f"{kind}.pt", build_model(kind), kind=kind, config={},
+                                                 feature_hash=grid.feature_hash()))
+                 for kind in args.models}          # random weights: speed does not depend on them
+        for kind, pred in preds.items():
             tot = best_of(lambda: pred.predict_audio(x), 1 if args.quick else 3)
             print(f"| CFP + {kind} | {tot:.3f} | {args.seconds / tot:.1f} |", flush=True)
 
-    print("\n## compute-bound check: the predictor's network on one thread (its precision, layout, batch)\n")
-    print("| model | GFLOP/segment | ms/segment | GFLOP/s per thread |")
-    print("|---|---:|---:|---:|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.models:
-            ck = save_checkpoint(Path(tmp) / f"{kind}.pt", build_model(kind), kind=kind, config={},
-                                 feature_hash=grid.feature_hash())
-            pred = Predictor(ck)          # logits only, in-place SELU: exactly what predict runs
-            torch.set_num_threads(1)
-            x = torch.rand(pred.batch_size, 3, 320, 64).contiguous(
+        print("\n## compute-bound check: the predictor's network on one thread (its precision, layout, batch)\n")
+        print("| model | GFLOP/segment | ms/segment | GFLOP/s per thread |")
+        print("|---|---:|---:|---:|")
+        torch.set_num_threads(1)
+        for kind, pred in preds.items():       # logits only, in-place SELU: exactly what predict runs
+            xs = torch.rand(pred.batch_size, 3, 320, 64).contiguous(
                 memory_format=torch.channels_last if pred.channels_last else torch.contiguous_format)
             with torch.inference_mode(), runtime.autocast(pred.precision, pred.device):
-                s = best_of(lambda: pred.model(x), 2 if args.quick else 5)
+                s = best_of(lambda: pred.model(xs), 2 if args.quick else 5)
             ms = s / pred.batch_size * 1e3
             gf = flops_per_segment(kind) / 1e9
             print(f"| {kind} | {gf:.3f} | {ms:.1f} | {gf / ms * 1e3:.0f} |", flush=True)
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     _ = np  # numpy is imported for bench_predict's audio()
 
 
