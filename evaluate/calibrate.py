@@ -10,6 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def load_for_caches(checkpoint, device="cpu", precision="auto"):
+    """A checkpoint ready to score labeled caches (:func:`hkdsme.train.loop.cache_outputs`) on this machine:
+    ``(model, meta, precision name, channels_last)``, the precision and memory format chosen as everywhere
+    (:mod:`hkdsme.model.runtime`); features must match this version's (``InputError`` naming the file if not)."""
+    import torch
+
+    from hkdsme.model import runtime
+    from hkdsme.model.checkpoint import load_checkpoint
+    from hkdsme.pipeline import grid
+
+    device = torch.device(device)
+    prec = runtime.resolve_precision(precision, device).name
+    model, meta = load_checkpoint(checkpoint, expected_feature_hash=grid.feature_hash(), map_location=device)
+    cl = runtime.use_channels_last(device, meta["kind"], prec)
+    model = model.to(device, memory_format=torch.channels_last if cl else torch.contiguous_format)
+    return model, meta, prec, cl
+
+
 def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu", precision="auto",
                          batch: int = 64, progress: bool | None = None) -> dict:
     """Returns ``{"theta", "caches": {name: {"argmax": scores, "voicing@0.5": scores, "voicing@θ": scores}}}``."""
@@ -17,8 +35,7 @@ def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu
 
     import torch
 
-    from hkdsme.model import runtime
-    from hkdsme.model.checkpoint import load_checkpoint, save_checkpoint
+    from hkdsme.model.checkpoint import save_checkpoint
     from hkdsme.pipeline import grid
     from hkdsme.train.dataset import ShardDataset
     from hkdsme.train.loop import cache_outputs, calibrate_on_sets, score_outputs
@@ -28,10 +45,7 @@ def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu
     if not caches:
         raise ValueError("give at least one labeled cache (--cache)")
     device = torch.device(device)
-    prec = runtime.resolve_precision(precision, device).name
-    model, meta = load_checkpoint(checkpoint, expected_feature_hash=grid.feature_hash(), map_location=device)
-    cl = runtime.use_channels_last(device, meta["kind"], prec)
-    model = model.to(device, memory_format=torch.channels_last if cl else torch.contiguous_format)
+    model, meta, prec, cl = load_for_caches(checkpoint, device, precision)
     sets = {str(c): ShardDataset([c], labeled=True, expected_hash=grid.feature_hash()) for c in caches}
     outs = {n: cache_outputs(model, ds, device=device, precision=prec, batch=batch, channels_last=cl,
                              progress=progress)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hkdsme.evaluate.calibrate import load_for_caches
 from hkdsme.model import runtime
-from hkdsme.model.checkpoint import load_checkpoint
 from hkdsme.train.dataset import SegmentSample, ShardDataset
 from hkdsme.train.hcr import PseudoLabelQuality, select_segments
 from hkdsme.train.loop import predict_segments
@@ -46,12 +46,7 @@ def main():
     else:
         ap.error("give --run, or --checkpoint and --data")
     runtime.configure_threads()
-    precision = runtime.resolve_precision("auto", "cpu")
-    model, meta = load_checkpoint(ckpt)
-    cl = runtime.use_channels_last("cpu", meta.get("kind", "student"), precision)
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    model.eval()
+    model, meta, precision, cl = load_for_caches(ckpt)
     idx, bins, mask = [], [], []
     for _, b, out in predict_segments(model, ds, np.arange(len(ds)), device=torch.device("cpu"),
                                       precision=precision, batch=64, channels_last=cl):

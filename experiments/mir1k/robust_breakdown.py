@@ -20,12 +20,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from hkdsme.evaluate.inference import resolve_checkpoint
+from hkdsme.evaluate.calibrate import load_for_caches
+from hkdsme.evaluate.inference import _decoder, resolve_checkpoint
 from hkdsme.model import runtime
-from hkdsme.model.checkpoint import load_checkpoint
-from hkdsme.model.decode import VOICING_THRESHOLD
 from hkdsme.pipeline.augment import AugmentSpec, plan_variant, variant_seed
 from hkdsme.train.dataset import ShardDataset
 from hkdsme.train.loop import cache_outputs, score_outputs
@@ -91,12 +89,8 @@ def main() -> None:
     a = ap.parse_args()
     ckpt = resolve_checkpoint(a.checkpoint)
     runtime.configure_threads()
-    prec = runtime.resolve_precision("auto", "cpu").name
-    model, meta = load_checkpoint(ckpt)
-    cl = runtime.use_channels_last("cpu", meta.get("kind", "student"), prec)
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    theta = float((meta.get("extra") or {}).get("voicing_threshold") or VOICING_THRESHOLD)   # the calibrated θ
+    model, meta, prec, cl = load_for_caches(ckpt)
+    _, theta = _decoder("voicing", None, meta, ckpt)            # the checkpoint's calibrated θ, as predict uses
     spec = AugmentSpec.from_dict(json.loads((Path(a.robust) / "manifest.json").read_text())["augment"])
     scored = {}
     for name in (a.plain, a.robust):

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 from scipy.ndimage import median_filter, uniform_filter1d
 
+from hkdsme.evaluate.calibrate import load_for_caches
 from hkdsme.evaluate.inference import resolve_checkpoint
 from hkdsme.model import runtime
-from hkdsme.model.checkpoint import load_checkpoint
 from hkdsme.model.decode import THRESHOLDS, oa_curve
 from hkdsme.train.dataset import ShardDataset
 from hkdsme.train.loop import cache_outputs
@@ -38,11 +37,7 @@ def main() -> None:
     ap.add_argument("--robust", default="data_cache/mir1k-robust")
     a = ap.parse_args()
     runtime.configure_threads()
-    prec = runtime.resolve_precision("auto", "cpu").name
-    model, meta = load_checkpoint(resolve_checkpoint(a.checkpoint))
-    cl = runtime.use_channels_last("cpu", meta.get("kind", "student"), prec)
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
+    model, _, prec, cl = load_for_caches(resolve_checkpoint(a.checkpoint))
     outs = [cache_outputs(model, ShardDataset([c], labeled=True), precision=prec, channels_last=cl)
             for c in (a.plain, a.robust)]
     print("| voicing filter | θ | val OA | robust OA | mean |")
