@@ -11,8 +11,9 @@ run by a Python that has essentia (``--melodia-python``, e.g. a scratch venv: ``
     python benchmarks/bench_vs_melodia.py FOLDER --melodia-python /tmp/mel/bin/python [--repeats 2] [-- predict options]
     python benchmarks/bench_vs_melodia.py FOLDER --melodia-python PY --ours "" --ours "--jobs 1"   # two of ours
 
-Each ``--ours`` is one configuration of ours, timed in the same rounds; the melody files of all configurations
-are compared byte for byte. Melodia (essentia) runs in one process on one core, as its recipe does.
+Each ``--ours`` is one configuration of ours, timed in the same rounds; ``--baseline HKD_EVAL`` adds another
+installation's ``hkd-eval`` (before/after a change); the melody files of all configurations are compared byte
+for byte. Melodia (essentia) runs in one process on one core, as its recipe does.
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def main() -> None:
     ap.add_argument("--ours", action="append", default=None, metavar="OPTIONS",
                     help="hkd-eval predict options of one configuration to time, e.g. --ours '--jobs 1' "
                          "(repeatable; default: one run with no options)")
+    ap.add_argument("--baseline", default=None, metavar="HKD_EVAL",
+                    help="another hkd-eval executable (e.g. an older checkout's venv) timed in the same rounds with "
+                         "default options; its melody files are compared too")
     ap.add_argument("predict_args", nargs="*", help="extra hkd-eval predict options for every configuration (after --)")
     args = ap.parse_args()
     import shlex
@@ -67,17 +71,20 @@ def main() -> None:
         sys.exit(f"no audio files in {args.folder}")
     dur = audio_seconds(files)
     hkd = shutil.which("hkd-eval") or sys.exit("hkd-eval not on PATH (pip install -e .)")
-    configs = args.ours or [""]
+    # (label, executable, options) per configuration of ours
+    configs = [(c or "(defaults)", hkd, c) for c in (args.ours or [""])]
+    if args.baseline:
+        configs.append((f"baseline {args.baseline}", args.baseline, ""))
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "melodia.py"
         script.write_text(MELODIA)
-        ours, theirs = {c: [] for c in configs}, []
+        ours, theirs = {c[0]: [] for c in configs}, []
         for r in range(args.repeats):
             jobs = [lambda: theirs.append(timed([args.melodia_python, str(script), *map(str, files)]))]
-            for k, c in enumerate(configs):
+            for k, (label, exe, c) in enumerate(configs):
                 out = Path(tmp) / f"out{k}"
-                jobs.append(lambda c=c, out=out: ours[c].append(timed(
-                    [hkd, "predict", str(args.folder), "--out", str(out), "--overwrite", *shlex.split(c),
+                jobs.append(lambda label=label, exe=exe, c=c, out=out: ours[label].append(timed(
+                    [exe, "predict", str(args.folder), "--out", str(out), "--overwrite", *shlex.split(c),
                      *args.predict_args])))
             for j in (jobs if r % 2 else jobs[::-1]):          # alternate the order between rounds
                 j()
@@ -88,9 +95,9 @@ def main() -> None:
     print(f"# {len(files)} files, {dur:.1f} s of audio, best of {args.repeats} alternating rounds\n")
     print("| tool | wall s | × realtime | / Melodia |")
     print("|---|---:|---:|---:|")
-    for c in configs:
-        o = min(ours[c])
-        print(f"| hkd-eval predict {c or '(defaults)'} | {o:.1f} | {dur / o:.1f} | {m / o:.2f}× |")
+    for label, _, _ in configs:
+        o = min(ours[label])
+        print(f"| hkd-eval predict {label} | {o:.1f} | {dur / o:.1f} | {m / o:.2f}× |")
     print(f"| Melodia (essentia) | {m:.1f} | {dur / m:.1f} | 1.00× |")
     if len(configs) > 1:
         print(f"\nmelody files byte-identical across the hkd-eval configurations: {'yes' if same else 'NO'}")

@@ -99,7 +99,7 @@ def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, jobs, devic
     Bad files, and outputs that exist (without --overwrite) or cannot be written, are reported and skipped;
     the exit status is 1 if any failed.
     """
-    from hkdsme.evaluate.inference import NoDefaultModel
+    from hkdsme.evaluate.models import NoDefaultModel
     from hkdsme.evaluate.predict import predict_files
 
     try:

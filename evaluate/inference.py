@@ -6,8 +6,8 @@ frame ``i`` at ``(i + 1)·10 ms``) and shares the per-process cache of loaded ne
 - :func:`predict` ``(audio, sr, ...)``: an array with its sample rate (resampled to 8 kHz, channels averaged);
 - :func:`predict_from_file` ``(path, ...)``: any file ``pipeline.audio`` decodes;
 - :func:`predict_from_files_to_files` ``(paths, outputs, ...)``: many files, one melody file each (csv, mirex or
-  jams), decoding + CFP of the next file overlapped with the network on the current one; a bad input or an
-  unwritable output is recorded and the others continue;
+  jams), in worker processes or with decoding + CFP of the next file overlapped with the network on the current
+  one; a bad input or an unwritable output is recorded and the others continue (:mod:`hkdsme.evaluate.files`);
 - :func:`extract_melody`: the top-level convenience (``hkdsme.extract_melody``), a path or an array;
 - :class:`Predictor`: the loaded network and the streaming pipeline underneath all of them.
 
@@ -41,8 +41,7 @@ There is no silent fallback to a random network: without ``checkpoint`` the pack
 from __future__ import annotations
 
 import math
-import os
-from importlib import resources
+from importlib import resources  # noqa: F401 (re-exported: tests patch resources.files)
 from pathlib import Path
 
 import numpy as np
@@ -51,60 +50,17 @@ import torch
 from hkdsme.model.runtime import autocast
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.cfp import SILENCE_PEAK, log_compress, scale_, validate_audio  # noqa: F401 (re-export)
+from hkdsme.evaluate.files import format_of, predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
+from hkdsme.evaluate.models import (  # noqa: F401 (re-exported: the names this module has always had)
+    MODELS, MODELS_INDEX, NoDefaultModel, _models_index, default_checkpoint, default_model_name, model_checkpoint,
+    resolve_checkpoint,
+)
 from hkdsme.pipeline.errors import InputError
 
 DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
 DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
 CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
 MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
-
-
-class NoDefaultModel(FileNotFoundError):
-    """The package ships no embedded default model; pass a checkpoint."""
-
-
-MODELS = ("hkdsme", "supervised")     # the named students shipped as package data
-MODELS_INDEX = "weights/models.json"  # {"default": NAME, "models": {NAME: FILE}}: which file is which, the default
-
-
-def _models_index() -> dict:
-    ref = resources.files("hkdsme").joinpath(MODELS_INDEX)
-    if not ref.is_file():
-        raise NoDefaultModel("no embedded default model yet: train one with `hkd-train run …` and pass "
-                             "--checkpoint (Python: checkpoint=...)")
-    import json
-
-    return json.loads(ref.read_text(encoding="utf-8"))
-
-
-def default_model_name() -> str:
-    """Name of the embedded model used when neither ``checkpoint`` nor ``model`` is given."""
-    return _models_index()["default"]
-
-
-def model_checkpoint(name: str | None = None) -> Path:
-    """Path of the embedded model ``name`` (``"hkdsme"`` or ``"supervised"``; None → the default one)."""
-    index = _models_index()
-    name = index["default"] if name is None else name
-    if name not in MODELS or name not in index["models"]:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} (or pass a checkpoint path)")
-    ref = resources.files("hkdsme").joinpath("weights").joinpath(index["models"][name])
-    if not ref.is_file():
-        raise NoDefaultModel(f"embedded model {name!r} is missing from the package ({index['models'][name]}); "
-                             "reinstall, or pass --checkpoint")
-    return Path(str(ref))
-
-
-def default_checkpoint() -> Path:
-    """Path of the embedded default model (see :func:`model_checkpoint`); :class:`NoDefaultModel` if absent."""
-    return model_checkpoint(None)
-
-
-def resolve_checkpoint(checkpoint=None, model: str | None = None) -> Path:
-    """``checkpoint`` (any path) or the embedded ``model``; both given is an error; neither → the default model."""
-    if checkpoint is not None and model is not None:
-        raise ValueError("give a checkpoint or a model name, not both")
-    return Path(checkpoint) if checkpoint is not None else model_checkpoint(model)
 
 
 def _device(device) -> torch.device:
@@ -362,7 +318,8 @@ class Predictor:
             from hkdsme.evaluate.parallel import predict_parallel
 
             threads = max(1, torch.get_num_threads() // jobs)     # this process's threads (set in __init__)
-            yield from predict_parallel(self.spec, paths, jobs, threads, return_spectrum=return_spectrum)
+            for _, path, res in predict_parallel(self.spec, paths, jobs, threads, return_spectrum=return_spectrum):
+                yield path, res
             return
         if not prefetch or len(paths) < 2:
             for p in paths:
@@ -460,91 +417,3 @@ def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int | Non
     """Melody of the audio file ``path``: ``(times, f0)``; :class:`InputError` naming the file if unusable."""
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
     return pred.predict_file(path)
-
-
-def format_of(path) -> str:
-    """Melody format of an output name: ``.jams`` → jams, ``.txt`` → mirex, anything else → csv."""
-    name = Path(path).name.lower()
-    return "jams" if name.endswith(".jams") else "mirex" if name.endswith(".txt") else "csv"
-
-
-def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH,
-                                precision: str = "auto", decode: str = "voicing",
-                                voicing_threshold: float | None = None, model: str | None = None, *,
-                                fmt: str | None = None,
-                                plots=None, overwrite: bool = True, predictor: Predictor | None = None,
-                                prefetch: bool = True, jobs: int = 1, on_result=None) -> tuple[dict, dict]:
-    """Melody of each audio file ``paths[i]`` written to ``outputs[i]`` (atomically).
-
-    ``fmt``: csv, mirex or jams; None → from each output's name (:func:`format_of`). ``plots``: None, or one PNG
-    path per input (contour over the CFP spectrum). ``overwrite=False`` refuses an output that already exists.
-    A bad input (missing, undecodable, silent, too short) or an output that cannot be written (existing with
-    ``overwrite=False``, read-only folder, a file where a folder should be) is recorded with a one-line reason
-    and the other files still run. ``on_result(path, output or None, reason or None)`` is called after each file.
-    ``jobs``: worker processes for the files (:meth:`Predictor.predict_many`; same results).
-
-    Returns ``(written, failed)``: ``{input: output path}`` and ``{input: reason}``.
-    """
-    from hkdsme.evaluate.formats import FORMATS, write_melody
-
-    paths, outputs = [Path(p) for p in paths], [Path(o) for o in outputs]
-    if len(paths) != len(outputs):
-        raise ValueError(f"{len(paths)} input(s) but {len(outputs)} output path(s)")
-    plots = None if plots is None else [Path(p) for p in plots]
-    if plots is not None and len(plots) != len(paths):
-        raise ValueError(f"{len(paths)} input(s) but {len(plots)} plot path(s)")
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    pred = predictor or _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    written, failed = {}, {}
-    todo = []
-    for i, (p, o) in enumerate(zip(paths, outputs)):
-        why = _unwritable(o, overwrite) or (_unwritable(plots[i], overwrite) if plots is not None else None)
-        if why:
-            failed[p] = why
-            if on_result:
-                on_result(p, None, why)
-        else:
-            todo.append(i)
-    results = pred.predict_many([paths[i] for i in todo], return_spectrum=plots is not None, prefetch=prefetch,
-                                jobs=jobs)
-    for i, (path, res) in zip(todo, results):
-        out = outputs[i]
-        if isinstance(res, InputError):
-            failed[path], out = res.reason, None
-        else:
-            times, f0 = res[0], res[1]
-            try:
-                write_melody(out, times, f0, fmt or format_of(out), source=path.name)
-                if plots is not None:
-                    from hkdsme.evaluate.plots import plot_track
-
-                    plot_track(plots[i], res[2], {"estimate": (times, f0)}, title=path.name)
-            except OSError as e:
-                failed[path], out = f"cannot write {out}: {_os_reason(e)}", None
-            else:
-                written[path] = out
-        if on_result:
-            on_result(path, out, failed.get(path))
-    return written, failed
-
-
-def _os_reason(e: OSError) -> str:
-    """One line for an OSError (no traceback, no errno prefix)."""
-    return (e.strerror or str(e)).splitlines()[0] if isinstance(e, OSError) else str(e)
-
-
-def _unwritable(out: Path, overwrite: bool) -> str | None:
-    """Why ``out`` cannot be written (checked before any work), or None."""
-    if out.is_dir():
-        return f"cannot write {out}: it is a folder"
-    if out.exists() and not overwrite:
-        return f"{out} exists: not overwritten (pass --overwrite to replace it)"
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"cannot write {out}: {folder} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write {out}: folder {folder} is not writable (permission denied)"
-    return None

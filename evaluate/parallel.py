@@ -10,9 +10,12 @@ SELU / batch norm / unpooling between the convolutions); two 1-thread workers ke
 Workers come from a loky executor (joblib's process backend): fresh interpreters (a forked child of a process
 whose OpenMP pool already ran can hang) that, unlike ``multiprocessing``'s spawn, do not re-import the caller's
 main script, and that stay up for the next call with the same settings. Each builds its own
-:class:`~hkdsme.evaluate.inference.Predictor` from the parent's settings once. Files are
-handed out longest first (by size on disk) so the last file does not run alone; results are yielded in the
-input order. A bad input comes back as ``InputError`` for that file only.
+:class:`~hkdsme.evaluate.inference.Predictor` from the parent's settings once; if that fails (a corrupt
+checkpoint, a bad setting), the error comes back with the first file and is raised in the parent, as building the
+predictor there would have. Files are handed out longest first (by duration from the file header, else size on
+disk; FLAC sizes misorder songs of equal length by up to 20 %) so the last file does not run alone; results come
+in input order, or as they finish. A bad input comes back as ``InputError`` for that file only. Nothing here
+imports torch: that happens in the workers.
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ import os
 from pathlib import Path
 
 _WORKER = None
+_FAILED = None        # the exception that stopped this worker's Predictor, sent back instead of each result
 
 
 def _init(spec: dict, threads: int) -> None:
-    global _WORKER
+    global _WORKER, _FAILED
     os.environ["OMP_NUM_THREADS"] = str(threads)      # read by runtime.configure_threads in Predictor
     import torch
 
@@ -33,23 +37,49 @@ def _init(spec: dict, threads: int) -> None:
 
     runtime.keep_freed_memory()       # a worker is our own process (runtime.keep_freed_memory)
 
-    _WORKER = Predictor(**spec)
+    try:
+        _WORKER = Predictor(**spec)
+    except Exception as e:  # noqa: BLE001 — not swallowed: re-raised by the parent (predict_parallel)
+        _FAILED = _picklable(e)
+
+
+def _picklable(e: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(e).__name__}: {e}")
 
 
 def _one(path: str, want_spec: bool):
     from hkdsme.pipeline.errors import InputError
 
+    if _FAILED is not None:
+        return "fatal", _FAILED
     try:
         return "ok", _WORKER.predict_file(path, return_spectrum=want_spec)
     except InputError as e:
         return "error", e.reason
 
 
-def _size(p) -> int:
+def _longest_first(paths) -> list[int]:
+    """Indices of ``paths`` by decreasing duration (soundfile reads it from the header), or by decreasing size
+    on disk if any duration is unknown (a format soundfile cannot open, a missing file)."""
+    import soundfile as sf
+
+    def size(p) -> int:
+        try:
+            return Path(p).stat().st_size
+        except OSError:
+            return 0
+
     try:
-        return Path(p).stat().st_size
-    except OSError:
-        return 0
+        keys = [sf.info(str(p)).duration for p in paths]
+    except Exception:  # noqa: BLE001 — any unreadable header: fall back to sizes for all (one unit)
+        keys = [size(p) for p in paths]
+    return sorted(range(len(paths)), key=lambda i: -keys[i])
 
 
 _POOL: dict = {}
@@ -69,18 +99,29 @@ def _executor(spec: dict, jobs: int, threads: int):
     return _POOL["pool"]
 
 
-def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spectrum: bool = False):
-    """Yield ``(path, result or InputError)`` for ``paths`` in order, computed by ``jobs`` worker processes."""
+def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spectrum: bool = False,
+                     ordered: bool = True):
+    """Yield ``(i, paths[i], result or InputError)`` for every path, computed by ``jobs`` worker processes with
+    ``threads`` torch threads each: in input order, or with ``ordered=False`` as files finish.
+
+    ``spec``: the keyword arguments of the workers' ``Predictor``. An error building it is raised here.
+    """
+    from concurrent.futures import as_completed
+
     from hkdsme.pipeline.errors import InputError
 
     paths = list(paths)
     pool = _executor(spec, jobs, threads)
-    order = sorted(range(len(paths)), key=lambda i: -_size(paths[i]))
-    futures = {i: pool.submit(_one, str(paths[i]), return_spectrum) for i in order}
+    futures = {i: pool.submit(_one, str(paths[i]), return_spectrum) for i in _longest_first(paths)}
+    index = {f: i for i, f in futures.items()}
     try:
-        for i, p in enumerate(paths):
-            status, value = futures.pop(i).result()
-            yield p, (value if status == "ok" else InputError(p, value))
+        for f in (as_completed(list(futures.values())) if not ordered else (futures[i] for i in range(len(paths)))):
+            i = index[f]
+            del futures[i]
+            status, value = f.result()
+            if status == "fatal":
+                raise value
+            yield i, paths[i], (value if status == "ok" else InputError(paths[i], value))
     finally:
-        for f in futures.values():           # the caller stopped early: do not leave files queued
+        for f in futures.values():           # the caller stopped early (or a fatal error): do not leave files queued
             f.cancel()

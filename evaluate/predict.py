@@ -11,13 +11,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hkdsme.evaluate.inference import (  # noqa: F401  (re-exported: the public names of this module before)
-    CONTEXT_FRAMES, DEFAULT_BATCH, DEFAULT_BLOCK_S, MAX_HELD_FRAMES, SILENCE_PEAK, NoDefaultModel, Predictor,
-    _cached_predictor, _PREDICTORS, check_audio, default_checkpoint, extract_melody, predict, predict_from_file,
-    predict_from_files_to_files, raw_cfp_blocks, resources, streamed_cfp,
-)
+from hkdsme.evaluate.files import predict_from_files_to_files
 from hkdsme.pipeline.datasets import AUDIO_EXTENSIONS, find_audio
 from hkdsme.pipeline.errors import InputError
+
+# the names this module exposed before the inference API had its own module, served from there on first use
+# (importing it costs torch; a many-file predict with worker processes never needs it here)
+_INFERENCE_NAMES = ("CONTEXT_FRAMES", "DEFAULT_BATCH", "DEFAULT_BLOCK_S", "MAX_HELD_FRAMES", "SILENCE_PEAK",
+                    "NoDefaultModel", "Predictor", "_cached_predictor", "_PREDICTORS", "check_audio",
+                    "default_checkpoint", "extract_melody", "predict", "predict_from_file", "raw_cfp_blocks",
+                    "resources", "streamed_cfp")
+
+
+def __getattr__(name):
+    if name in _INFERENCE_NAMES:
+        from hkdsme.evaluate import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PLOT_SUFFIX = ".f0.png"
 OUT_SUFFIX = {"csv": ".f0.csv", "mirex": ".f0.txt", "jams": ".jams"}
@@ -80,8 +92,8 @@ def output_paths(files, out_dir=None, fmt: str = "csv", plot: bool = False):
 
 
 def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
-                  batch_size: int | None = DEFAULT_BATCH, precision: str = "auto", decode: str = "voicing",
-                  voicing_threshold: float | None = None, predictor: Predictor | None = None, progress: bool = True,
+                  batch_size: int | None = None, precision: str = "auto", decode: str = "voicing",
+                  voicing_threshold: float | None = None, predictor=None, progress: bool = True,
                   overwrite: bool = False, model: str | None = None, jobs: int | None = None):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
@@ -89,8 +101,9 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
     ``<stem>.f0.png`` with ``plot``. A bad file (missing, unreadable, silent, too short) or an output that cannot
     be written (already there without ``overwrite``, read-only folder) is recorded and skipped; the others still
     run. ``out_dir`` that is an existing file or not writable: :class:`InputError` before any work.
-    ``jobs``: worker processes for the files (None = :func:`hkdsme.model.runtime.inference_jobs`; same output).
-    Returns ``(written, failed)``: ``{audio: output path}`` and ``{audio: reason}``.
+    ``jobs``: worker processes for the files (None = :func:`hkdsme.model.runtime.inference_jobs`; same output);
+    with more than one, this process loads no network (:mod:`hkdsme.evaluate.files`).
+    Returns ``(written, failed)``: ``{audio: output path}`` and ``{audio: reason}``, in input order.
     """
     from tqdm import tqdm
 
@@ -100,16 +113,19 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if out_dir is not None:
         check_out_dir(out_dir)
-    pred = predictor or Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
-                                  decode=decode, voicing_threshold=voicing_threshold, model=model)
     files, failed = expand_inputs(paths)
     outs, plots = output_paths(files, out_dir, fmt, plot)
     if jobs is None:
         from hkdsme.model import runtime
 
-        jobs = runtime.inference_jobs(pred.device, len(files))
+        jobs = runtime.inference_jobs(predictor.device if predictor is not None else device, len(files))
     elif int(jobs) < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if int(jobs) < 2 and predictor is None:     # one process: load the network now (its errors before any file)
+        from hkdsme.evaluate.inference import Predictor
+
+        predictor = Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
+                              decode=decode, voicing_threshold=voicing_threshold, model=model)
     bar = tqdm(total=len(files), desc="hkd-eval predict", unit="file", disable=not progress)
 
     def step(path, out, why):
@@ -118,8 +134,9 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
         bar.update(1)
 
     try:
-        written, more = predict_from_files_to_files(files, outs, fmt=fmt, plots=plots, overwrite=overwrite,
-                                                    predictor=pred, jobs=int(jobs), on_result=step)
+        written, more = predict_from_files_to_files(
+            files, outs, checkpoint, device, batch_size, precision, decode, voicing_threshold, model, fmt=fmt,
+            plots=plots, overwrite=overwrite, predictor=predictor, jobs=int(jobs), on_result=step)
     finally:
         bar.close()
     failed.update(more)

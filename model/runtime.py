@@ -20,6 +20,10 @@ not page-fault in afresh on every forward pass (student inference 15 % faster on
 
 Threads: the cores this process may run on (``os.sched_getaffinity``), not ``os.cpu_count()`` (containers and
 ``taskset`` give fewer), unless the user set ``OMP_NUM_THREADS``.
+
+torch is imported only inside the functions that use it: the parent of a many-file predict (``hkd-eval predict``
+with worker processes) needs the flags, cores and jobs rules but never a network, and importing torch costs it
+1.3–1.5 s of one core before any worker can start (docs/results.md, session 7).
 """
 from __future__ import annotations
 
@@ -28,8 +32,6 @@ import functools
 import os
 import platform
 from dataclasses import dataclass
-
-import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")           # x86: instructions that compute bf16 natively
@@ -102,6 +104,8 @@ def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None) -> Pr
     Explicit names are kept (bf16 on a CPU without native support is allowed, only slow); fp16 on CPU is
     refused (no GradScaler there). ``cpu_bf16`` / ``cuda_bf16`` override the detected capability (tests).
     """
+    import torch
+
     device = torch.device(device)
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {'|'.join(PRECISIONS)}, got {name!r}")
@@ -121,6 +125,8 @@ def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None) -> Pr
 
 def autocast(precision, device):
     """Autocast context for ``precision`` (a no-op for fp32)."""
+    import torch
+
     precision = str(precision)
     device = torch.device(device)
     if precision == "fp32":
@@ -129,13 +135,18 @@ def autocast(precision, device):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def device_type(device) -> str:
+    """``"cpu"`` / ``"cuda"`` / … of a device given as a string (``"cuda:1"``) or a ``torch.device``, without torch."""
+    return str(getattr(device, "type", device)).partition(":")[0]
+
+
 def use_channels_last(device, kind: str, precision: str) -> bool:
     """Memory format by measurement (``benchmarks/bench_all.py``): on CPU the student always runs channels_last;
     the teacher only in bf16 (fp32 teacher training steps were faster contiguous on both EPYC settings: 369 vs
     439 ms/segment on AVX2, 328 vs 345 on AVX-512 — its inference is ~10 % faster channels_last, a difference
     left alone to keep one rule — while bf16 contiguous is pathological without native bf16: 11.6 vs 4.5
     s/segment). GPUs: contiguous (cuDNN picks)."""
-    if torch.device(device).type != "cpu":
+    if device_type(device) != "cpu":
         return False
     return kind != "teacher" or str(precision) == "bf16"
 
@@ -145,7 +156,7 @@ def inference_batch(device, precision) -> int:
     channels_last, idle 2-core EPYC): batch 16 beat 32 in every CPU case — fp32 on AVX2 17.3 vs 20.2 ms/segment,
     fp32 on AVX-512 14.7 vs 17.6, native bf16 9.5 vs 12.7. GPU: 64. Batch size never changes the output
     (segments are independent in eval mode)."""
-    return 16 if torch.device(device).type == "cpu" else 64
+    return 16 if device_type(device) == "cpu" else 64
 
 
 MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a model and a song's CFP, ~0.4 GB)
@@ -156,7 +167,7 @@ def inference_jobs(device, n_files: int) -> int:
     :data:`MAX_AUTO_JOBS`, never more than files), threads split between them; 1 on a GPU or for one file.
     Whole files in parallel processes beat one process with all threads on 2 cores (docs/results.md, issue 13),
     with the same output."""
-    if torch.device(device).type != "cpu" or n_files < 2:
+    if device_type(device) != "cpu" or n_files < 2:
         return 1
     return max(1, min(int(n_files), usable_cores(), MAX_AUTO_JOBS))
 
@@ -204,12 +215,17 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_threads() -> int:
+    """Threads a network gets in this process: ``OMP_NUM_THREADS`` if set (> 0), else :func:`usable_cores`."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else usable_cores()
+
+
 def configure_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads to ``n`` (default: ``OMP_NUM_THREADS`` if set, else :func:`usable_cores`)."""
-    if n is None:
-        env = os.environ.get("OMP_NUM_THREADS", "").strip()
-        n = int(env) if env.isdigit() and int(env) > 0 else usable_cores()
-    n = max(1, int(n))
+    """Set torch's intra-op threads to ``n`` (default: :func:`default_threads`)."""
+    import torch
+
+    n = max(1, int(default_threads() if n is None else n))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -217,6 +233,8 @@ def configure_threads(n: int | None = None) -> int:
 
 def describe() -> str:
     """One line about this machine's compute: CPU name, ATen vector level, native bf16, threads."""
+    import torch
+
     ok, why = native_cpu_bf16()
     return (f"{cpu_name()}; torch {torch.__version__} CPU capability {torch.backends.cpu.get_cpu_capability()}; "
             f"{'native' if ok else 'no native'} bf16 ({why}); {usable_cores()} usable cores")

@@ -14,3 +14,7 @@ class InputError(ValueError):
         self.path = Path(path) if path is not None else None
         self.reason = reason
         super().__init__(f"{path}: {reason}" if path is not None else reason)
+
+    def __reduce__(self):
+        # pickled as (path, reason), so it crosses process boundaries (predict workers) intact
+        return type(self), (self.path, self.reason)

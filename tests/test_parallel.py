@@ -79,3 +79,64 @@ def test_cli_jobs_option(files, tmp_path):
                                   str(files["ckpt"]), "--jobs", "2", "--out", str(tmp_path), "--precision", "fp32"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "song0.f0.csv").is_file() and (tmp_path / "song1.f0.csv").is_file()
+
+
+def test_parallel_parent_loads_no_torch_and_writes_the_same_files(files, tmp_path):
+    # the parent of a many-file predict only hands out files and writes results: no torch, no network there
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hkdsme.evaluate.predict import predict_files\n"
+        f"w, f = predict_files([{str(files['songs'][0])!r}, {str(files['songs'][2])!r}], {str(files['ckpt'])!r},\n"
+        f"                     out_dir={str(tmp_path / 'par')!r}, jobs=2, precision='fp32', progress=False)\n"
+        "assert len(w) == 2 and not f, (w, f)\n"
+        "print('torch' in sys.modules, 'numba' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+    one = tmp_path / "one"
+    I.predict_from_files_to_files([files["songs"][0], files["songs"][2]],
+                                  [one / "song0.f0.csv", one / "song2.f0.csv"], checkpoint=files["ckpt"],
+                                  precision="fp32", jobs=1)
+    for name in ("song0.f0.csv", "song2.f0.csv"):
+        assert (tmp_path / "par" / name).read_bytes() == (one / name).read_bytes()
+
+
+def test_worker_side_checkpoint_error_is_raised_in_the_parent(files, tmp_path):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"\x00 not a checkpoint")
+    songs = [files["songs"][0], files["songs"][1]]
+    outs = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    for jobs in (1, 2):           # the same one-line error with and without worker processes
+        with pytest.raises(I.InputError, match="not a readable checkpoint") as e:
+            I.predict_from_files_to_files(songs, outs, checkpoint=bad, jobs=jobs)
+        assert e.value.path == bad
+    assert not any(o.exists() for o in outs)
+    r = CliRunner().invoke(main, ["predict", *map(str, songs), "--checkpoint", str(bad), "--jobs", "2",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "garbage.pt: not a readable checkpoint" in r.output
+
+
+def test_input_error_survives_pickling():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(I.InputError("/x/song.wav", "audio is silent")))
+    assert isinstance(e, I.InputError) and str(e) == "/x/song.wav: audio is silent" and e.reason == "audio is silent"
+    assert str(pickle.loads(pickle.dumps(I.InputError(None, "no path")))) == "no path"
+
+
+def test_files_are_handed_out_longest_first(tmp_path):
+    from hkdsme.evaluate.parallel import _longest_first
+
+    # durations 1 s, 3 s, 2 s; the 1 s file is the largest on disk (float64 samples, 4x the bytes per second)
+    for name, sec, sub in (("a.wav", 1.0, "DOUBLE"), ("b.wav", 3.0, "PCM_16"), ("c.wav", 2.0, "PCM_16")):
+        sf.write(tmp_path / name, np.zeros(int(sec * grid.SR)), grid.SR, subtype=sub)
+    paths = [tmp_path / n for n in ("a.wav", "b.wav", "c.wav")]
+    assert _longest_first(paths) == [1, 2, 0]                               # by duration, not by size
+    junk = tmp_path / "d.wav"
+    junk.write_bytes(b"x" * 10)
+    sizes = [p.stat().st_size for p in paths + [junk]]
+    assert _longest_first(paths + [junk]) == sorted(range(4), key=lambda i: -sizes[i])   # a header unread: sizes
