@@ -245,3 +245,15 @@ def test_init_warm_starts_from_a_checkpoint(data, tmp_path):
     cfg["init"], cfg["out"] = str(student), str(tmp_path / "u")
     with pytest.raises(InputError, match="student.pt"):
         train_teacher(cfg)
+
+
+def test_val_every_validates_every_nth_and_the_last_epoch(data, tmp_path):
+    cfg = _student_cfg(data, tmp_path / "s", labeled=[data["one"]], unlabeled=[], epochs=4, val_every=3,
+                       teacher="random", kd=False)
+    train_student(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert [("val_OA" in r) for r in rows] == [False, False, True, True]       # after epochs 3 and 4 (the last)
+    _, meta = load_checkpoint(tmp_path / "s" / "best.pt")
+    assert meta["metrics"]["val_select"] == max(r["val_select"] for r in rows if "val_select" in r)
+    with pytest.raises(InputError, match="val_every must be >= 1"):
+        _student_cfg(data, tmp_path / "x", val_every=0)

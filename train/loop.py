@@ -377,7 +377,8 @@ class Trainer:
                 group["lr"] = lr
             metrics.update(self._train_epoch(net, loader, optimizer, scaler, epoch))
             metrics = ddp.mean_over_ranks(metrics, info)
-            if info.main and self.val_ds is not None:
+            validated = self.val_ds is not None and self.validates(epoch)
+            if info.main and validated:
                 metrics.update(self.validate(model))
             metrics["lr"] = lr
             metrics["precision"] = self.precision
@@ -386,7 +387,7 @@ class Trainer:
             rng_all = ddp.all_gather_objects(rng_state(), info)
             if info.main:
                 oa = metrics.get("val_select", -1.0)
-                if oa > best or self.val_ds is None:          # no validation: best.pt = the latest epoch
+                if validated and oa > best or self.val_ds is None:   # no validation: best.pt = the latest epoch
                     best = max(oa, best)
                     self._save("best.pt", model, optimizer, scaler, epoch, metrics, best, None, None)
                 metrics["best_val_select"] = best
@@ -403,6 +404,11 @@ class Trainer:
             self._tb.close()
         ddp.cleanup(info)
         return metrics
+
+    def validates(self, epoch: int) -> bool:
+        """Whether validation runs after ``epoch``: every ``val_every``-th epoch and always the last one."""
+        every = int(self.cfg.get("val_every", 1))          # runs saved before the option existed: 1
+        return (epoch + 1) % every == 0 or epoch + 1 == int(self.cfg["epochs"])
 
     def validate(self, model) -> dict:
         """Scores on the validation cache (``val_*``) and the robustness cache (``val_robust_*``, if given).
