@@ -40,8 +40,11 @@ case "$CMD" in
   # step of batch 32 on 2 CPU cores (bf16) + ~4 min of validation per epoch, so 30 x 100 steps (3,000, cosine lr)
   # is ~7.5 h here: a GPU job (--device cuda), or resumed over several sessions (append --resume; an epoch is
   # ~15 min, so a cut-off loses at most that). Its students: TEACHER=runs/aug/t-aug/best.pt runs_aug.sh h-aug.
+  # Session 7 resumed it with VAL_EVERY=2 (--val-every 2, kept in its config.json from then on): validation ~5 of
+  # ~19 min per epoch, so every second epoch (and the last) saves ~2.5 min per epoch.
   t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
-           --epochs ${EPOCHS:-30} --max-steps-per-epoch ${STEPS:-100} --out $R/t-aug "$@" ;;
+           --epochs ${EPOCHS:-30} --max-steps-per-epoch ${STEPS:-100} ${VAL_EVERY:+--val-every $VAL_EVERY} \
+           --out $R/t-aug "$@" ;;
   pool)  hkd-prep extract --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" --split train \
            --tracks experiments/mir1k/unlabeled_half.txt --augment experiments/mir1k/pool.toml --variants 1 \
            --out $C/mir1k-pool-aug --no-progress ;;
