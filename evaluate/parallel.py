@@ -87,16 +87,26 @@ _POOL: dict = {}
 
 def _executor(spec: dict, jobs: int, threads: int):
     """This module's own loky executor (not joblib's global reusable one, which joblib's own Parallel reuses and
-    would get our initializer); kept for the next call with the same settings, replaced otherwise."""
+    would get our initializer); kept for the next call with the same settings and the same checkpoint file
+    (path and modification time: a rewritten checkpoint gets fresh workers), replaced otherwise."""
     from joblib.externals.loky import ProcessPoolExecutor
 
-    key = (repr(sorted(spec.items())), jobs, threads)
+    try:
+        stamp = os.stat(spec.get("checkpoint") or "").st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (repr(sorted(spec.items())), stamp, jobs, threads)
     if _POOL.get("key") != key:
-        old = _POOL.pop("pool", None)
-        if old is not None:
-            old.shutdown(wait=False)
+        _drop_pool()
         _POOL.update(key=key, pool=ProcessPoolExecutor(max_workers=jobs, initializer=_init, initargs=(spec, threads)))
     return _POOL["pool"]
+
+
+def _drop_pool() -> None:
+    old = _POOL.pop("pool", None)
+    _POOL.pop("key", None)
+    if old is not None:
+        old.shutdown(wait=False)
 
 
 def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spectrum: bool = False,
@@ -119,7 +129,8 @@ def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spect
             i = index[f]
             del futures[i]
             status, value = f.result()
-            if status == "fatal":
+            if status == "fatal":          # the workers could not build their predictor: none will
+                _drop_pool()
                 raise value
             yield i, paths[i], (value if status == "ok" else InputError(paths[i], value))
     finally:

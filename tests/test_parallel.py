@@ -140,3 +140,19 @@ def test_files_are_handed_out_longest_first(tmp_path):
     junk.write_bytes(b"x" * 10)
     sizes = [p.stat().st_size for p in paths + [junk]]
     assert _longest_first(paths + [junk]) == sorted(range(4), key=lambda i: -sizes[i])   # a header unread: sizes
+
+
+def test_a_rewritten_checkpoint_gets_fresh_workers(files, tmp_path):
+    # the worker pool is kept between calls; the same path with new weights must not be served by old workers
+    ck = tmp_path / "c.pt"
+    songs = [files["songs"][0], files["songs"][2]]
+    got = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_checkpoint(ck, MSNet(), kind="student", config={}, feature_hash=grid.feature_hash())
+        outs = [tmp_path / f"{seed}-{p.stem}.csv" for p in songs]
+        I.predict_from_files_to_files(songs, outs, checkpoint=ck, jobs=2, precision="fp32")
+        one = I.Predictor(checkpoint=ck, precision="fp32").predict_file(songs[0])[1]
+        np.testing.assert_allclose(read_melody(outs[0])[1], one, rtol=0, atol=1e-6)   # csv keeps 6 decimals
+        got.append(one)
+    assert not np.array_equal(got[0], got[1])          # the two networks do differ on this song
