@@ -87,28 +87,50 @@ def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAM
     if n_total < 2:
         cfp_raw(x)  # raises the CFP's own InputError for too-short audio
     for a in range(0, n_total, block_frames):
-        b = min(a + block_frames, n_total)
-        c = min(context, a)
-        s0 = (a - c) * grid.HOP
-        s1 = min(len(x), (b + context + 1) * grid.HOP)
-        raw = cfp_raw(x[s0:s1])
-        yield a, raw[:, :, c:c + (b - a)]
+        yield a, _raw_block(x, a, min(a + block_frames, n_total), context)
+
+
+def _raw_block(x: np.ndarray, a: int, b: int, context: int = CONTEXT_FRAMES) -> np.ndarray:
+    """Raw CFP (3, 320, b - a) of frames ``[a, b)`` of ``x`` (see :func:`raw_cfp_blocks`)."""
+    from hkdsme.pipeline.cfp import cfp_raw
+
+    c = min(context, a)
+    raw = cfp_raw(x[(a - c) * grid.HOP:min(len(x), (b + context + 1) * grid.HOP)])
+    return raw[:, :, c:c + (b - a)]
 
 
 def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return v.min(axis=(1, 2)), v.max(axis=(1, 2))
 
 
-def streamed_cfp(x: np.ndarray, block_frames: int | None = None) -> np.ndarray:
+def streamed_cfp(x: np.ndarray, block_frames: int | None = None, threads: int = 1) -> np.ndarray:
     """Normalised CFP (3, 320, T) of 8 kHz audio computed block by block (equal to a whole-file ``cfp(x)``).
 
-    Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see :class:`Predictor` for the bounded-memory
-    path used on long audio.
+    ``threads > 1``: the blocks are computed by that many threads (the CFP's numba kernels and FFTs release the
+    GIL), in at least ``4·threads`` equal blocks so none is left alone at the end; every block is exact, so the
+    result is the same array. Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see
+    :class:`Predictor` for the bounded-memory path used on long audio.
     """
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
-    feats = np.empty((3, grid.N_FREQ, grid.n_frames(x.size)), dtype=np.float32)
-    for a, raw in raw_cfp_blocks(x, block_frames or _block_frames(DEFAULT_BLOCK_S)):
-        log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
+    n_total = grid.n_frames(x.size)
+    feats = np.empty((3, grid.N_FREQ, n_total), dtype=np.float32)
+    block_frames = block_frames or _block_frames(DEFAULT_BLOCK_S)
+    threads = max(1, int(threads))
+    if threads == 1 or n_total < 2 * grid.SEG_LEN:
+        for a, raw in raw_cfp_blocks(x, block_frames):
+            log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        n_blocks = max(4 * threads, -(-n_total // block_frames))
+        step = -(-n_total // (n_blocks * grid.SEG_LEN)) * grid.SEG_LEN          # whole segments per block
+
+        def one(a: int) -> None:
+            b = min(a + step, n_total)
+            log_compress(_raw_block(x, a, b), out=feats[:, :, a:b])
+
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hkd-cfp") as pool:
+            list(pool.map(one, range(0, n_total, step)))
     return scale_(feats, *_log_extrema(feats))
 
 
@@ -253,12 +275,14 @@ class Predictor:
         """
         return self._back(self._front(x, path), return_spectrum)
 
-    def _front(self, x, path=None):
-        """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP."""
+    def _front(self, x, path=None, threads: int | None = None):
+        """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP
+        (on ``threads`` threads; None = this process's torch threads: nothing else runs meanwhile)."""
         x = check_audio(x, path)
         n = grid.n_frames(x.size)
+        threads = torch.get_num_threads() if threads is None and self.device.type == "cpu" else (threads or 1)
         try:
-            feats = streamed_cfp(x, self.block_frames) if n <= self.max_held_frames else None
+            feats = streamed_cfp(x, self.block_frames, threads) if n <= self.max_held_frames else None
         except InputError as e:
             raise InputError(path, e.reason) from None
         return x, n, feats, path
@@ -296,10 +320,10 @@ class Predictor:
         """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
         return self._back(self._front_file(path), return_spectrum)
 
-    def _front_file(self, path):
+    def _front_file(self, path, threads: int | None = None):
         from hkdsme.pipeline.audio import load_audio
 
-        return self._front(load_audio(path, sr=grid.SR), path)
+        return self._front(load_audio(path, sr=grid.SR), path, threads)
 
     def predict_many(self, paths, *, return_spectrum: bool = False, prefetch: bool = True, jobs: int = 1):
         """Yield ``(path, result or InputError)`` for every path, in order.
@@ -332,8 +356,8 @@ class Predictor:
             nxt = pool.submit(self._front_file, paths[0])
             for i, p in enumerate(paths):
                 cur = nxt
-                if i + 1 < len(paths):
-                    nxt = pool.submit(self._front_file, paths[i + 1])
+                if i + 1 < len(paths):        # one CFP thread: it overlaps the network on the current file
+                    nxt = pool.submit(self._front_file, paths[i + 1], 1)
                 try:
                     yield p, self._back(cur.result(), return_spectrum)
                 except InputError as e:

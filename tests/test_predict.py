@@ -87,6 +87,14 @@ def test_streamed_equals_whole_file(ckpt, held):
     np.testing.assert_array_equal(f0, grid.bin_to_hz(k))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_cfp_equals_whole_file(threads):
+    x = _song(7.77)                                            # 776 frames: blocks of unequal length
+    whole = cfp_mod.cfp(x)
+    for block in (128, 64 * 64):                               # many small blocks; fewer blocks than 4 per thread
+        np.testing.assert_array_equal(P.streamed_cfp(x, block, threads=threads), whole)
+
+
 def test_real_student_segments_and_batches(ckpt):
     x = _song(2.0)
     a = P.Predictor(ckpt, batch_size=1).predict_audio(x)
@@ -137,7 +145,7 @@ def test_long_input_memory_bounded_by_block(ckpt, monkeypatch):
 
 def test_over_ten_minutes_switches_to_two_passes(ckpt, monkeypatch):
     seen = []
-    monkeypatch.setattr(I, "streamed_cfp", lambda x, b: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
+    monkeypatch.setattr(I, "streamed_cfp", lambda x, b, t=1: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
                                                                                      np.float32))
     monkeypatch.setattr(P.Predictor, "f0_from_features", lambda self, f: np.zeros(f.shape[-1]))
     monkeypatch.setattr(P.Predictor, "_two_pass", lambda self, x, n, s: seen.append("two") or (np.zeros(n), None))
