@@ -30,5 +30,9 @@ for run in $RUNS; do
   dir=$R/$(folder "$run")
   [[ -f $dir/best.pt && ! -f $dir/test-report/report.json ]] \
     && bash experiments/mir1k/runs_aug.sh test "$dir" >> "$dir.log" 2>&1
+  # which robustness transforms each model loses on (issue 14: does the FTANet teacher hold up on buried voices?)
+  [[ -f $dir/best.pt && ! -f $dir/robust-breakdown.md ]] \
+    && python experiments/mir1k/robust_breakdown.py --checkpoint "$dir/best.pt" --out "$dir/robust-breakdown.md" \
+       >> "$dir.log" 2>&1
 done
 echo "$(date -u +%FT%TZ) done"
