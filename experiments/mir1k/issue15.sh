@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15: every run of the semi-supervised study, in order, each resumed where it stopped (a run whose
-# metrics.jsonl holds all its epochs is skipped), then the test-singer reports (the teacher's too, to
-# show whether it is stronger than its students). Logs: runs/aug/<run folder>.log.
+# metrics.jsonl holds all its epochs is skipped), then the test-singer reports and robustness breakdowns (the
+# teacher's too, to show whether it is stronger than its students). Logs: runs/aug/<run folder>.log.
 #   nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15.log 2>&1 &                 # session 5: s-aug teaches
 #   TEACHER=runs/aug/t-aug/best.pt RUNS="t-aug h-aug h-nosongs h-exact" \
 #     nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15-ftanet.log 2>&1 &        # the FTANet teacher
