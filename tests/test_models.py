@@ -98,6 +98,27 @@ def test_bad_input_shape(shape):
         FTANet()(torch.rand(*shape))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_unpool_equals_max_unpool2d(channels_last):
+    """The student's unpooling (the kernel without the Python size check) is nn.MaxUnpool2d((4, 1)) exactly,
+    forward and backward, for both memory layouts."""
+    from hkdsme.model.student import _unpool
+
+    torch.manual_seed(0)
+    c = torch.randn(2, 8, 80, 13)
+    if channels_last:
+        c = c.contiguous(memory_format=torch.channels_last)
+    p, idx = torch.nn.functional.max_pool2d(c, (4, 1), return_indices=True)
+    a, b = p.clone().requires_grad_(), p.clone().requires_grad_()
+    ours, ref = _unpool(a, idx), torch.nn.MaxUnpool2d((4, 1))(b, idx, output_size=c.shape[-2:])
+    assert ours.shape == ref.shape == c.shape and torch.equal(ours, ref)
+    assert (ours != 0).sum() == p.numel()               # one value per pooling window, zeros elsewhere
+    g = torch.randn_like(ref)
+    ours.backward(g)
+    ref.backward(g)
+    assert torch.equal(a.grad, b.grad)
+
+
 def test_student_matches_official(student_ref):
     model, x = student_ref
     with torch.no_grad():
