@@ -1,4 +1,4 @@
-"""`hkd-train` command line: `teacher` (supervised FTANet pre-training) and `run` (HKDSME student).
+"""`hkd-train` command line: `teacher` (supervised FTANet pre-training), `run` (HKDSME student), `plot` (curves).
 
 Options resolve as packaged defaults ← ``--config FILE.toml`` ← flags (hkdsme.train.config). With
 ``--resume`` the run's saved ``config.json`` is the base and only flags given now override it (e.g. a larger
@@ -120,6 +120,22 @@ def export(checkpoint, out):
     except InputError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="PNG to write")
+@click.option("--label", "labels", multiple=True, help="legend name of each RUN, in order (default: folder names)")
+@click.option("--title", default=None, help="figure title")
+def plot(runs, out, labels, title):
+    """Training curves of RUN folders: validation OA (plain, robustness), loss, HCR pseudo-labels kept."""
+    from hkdsme.train.curves import plot_runs
+
+    try:
+        path = plot_runs(runs, out, labels=labels or None, title=title)
+    except (InputError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {path}")
 
 
 @main.command()
