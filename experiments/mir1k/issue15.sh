@@ -3,7 +3,7 @@
 # metrics.jsonl holds all its epochs is skipped), then the test-singer reports and robustness breakdowns (the
 # teacher's too, to show whether it is stronger than its students). Logs: runs/aug/<run folder>.log.
 #   nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15.log 2>&1 &                 # session 5: s-aug teaches
-#   TEACHER=runs/aug/t-aug/best.pt RUNS="t-aug h-aug h-nosongs h-exact" \
+#   TEACHER=runs/aug/t-aug/best.pt RUNS="t-aug h-aug h-nosongs h-exact h-nohcr" \
 #     nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15-ftanet.log 2>&1 &        # the FTANet teacher
 # With TEACHER, the h-* arms distil from that checkpoint into runs/aug/<arm>-<teacher run> (runs_aug.sh) and
 # t-aug, the FTANet teacher itself, is trained (resumed) to its 30 epochs first, so one command carries the whole

@@ -20,20 +20,23 @@ case "$CMD" in
   # real out-of-domain songs (no labels exist) + one augmented variant of the "unlabeled half" train singers
   # (data_cache/mir1k-pool-aug, experiments/mir1k/pool.toml; labels withheld, used only to score pseudo-labels).
   # HCR tolerance 2 bins, picked on the validation singers (experiments/mir1k/hcr_quality.py); h-exact is the
-  # paper's exact rule. Ablations: h-nosongs (pool = MIR-1K part only), h-nokd (no teacher terms); runs with the
-  # same teacher and data share one teacher-logit cache file.
+  # paper's exact rule. Ablations: h-nosongs (pool = MIR-1K part only), h-nokd (no teacher terms), h-nohcr (KD
+  # only: no pseudo-labels; same pool and cache as h-aug, so the cache is reused); runs with the same teacher and
+  # data share one teacher-logit cache file.
   s-aug-cont) hkd-train run $SUP $TRAIN_ALL $V --init $R/s-aug/best.pt --lr 3e-4 \
            --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-aug-cont "$@" ;;
-  h-aug|h-exact|h-nosongs|h-nokd)
+  h-aug|h-exact|h-nosongs|h-nokd|h-nohcr)
          TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}       # TEACHER=RUN/best.pt: another teacher
          POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
          KD="--teacher $R/s-aug/best.pt --student-teacher"; [[ -n ${TEACHER:-} ]] && KD="--teacher $TEACHER"
+         HCR=""
          case "$CMD" in
            h-exact) TOL=0 ;;
+           h-nohcr) HCR="--no-hcr" ;;
            h-nosongs) POOL="--unlabeled $C/mir1k-pool-aug"; CACHE=$R/teacher-cache-mir1k-pool$TAG.h5 ;;
            h-nokd) KD="--teacher random --no-kd"; CACHE="" ;;
          esac
-         hkd-train run $KD --no-heads $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
+         hkd-train run $KD $HCR --no-heads $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
            --init $R/s-aug/best.pt --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
            --out $R/$CMD$TAG "$@" ;;
   # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
@@ -53,5 +56,5 @@ case "$CMD" in
   test)  RUN=${1:?usage: runs_aug.sh test RUN_DIR}
          hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
            --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
-  *) echo "usage: $0 s-aug|s-aug-cont|pool|h-aug|h-exact|h-nosongs|h-nokd|robust RUN_DIR|test RUN_DIR [options]"; exit 2 ;;
+  *) echo "usage: $0 s-aug|s-aug-cont|pool|h-aug|h-exact|h-nosongs|h-nokd|h-nohcr|robust RUN_DIR|test RUN_DIR [options]"; exit 2 ;;
 esac
