@@ -24,7 +24,8 @@ def _figure(**kw):
     return plt, plt.figure(**kw)
 
 
-def _save(fig, path) -> Path:
+def save_png(fig, path) -> Path:
+    """Write matplotlib figure ``fig`` to PNG ``path`` atomically and close it (also used by hkdsme.train.curves)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -70,7 +71,7 @@ def plot_track(path, spectrum, contours: dict, *, reference=None, title: str = "
     if contours or reference is not None:
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_summary(path, means: dict, metrics=("VR", "VFA", "RPA", "RCA", "OA"), title: str = "") -> Path:
@@ -92,4 +93,4 @@ def plot_summary(path, means: dict, metrics=("VR", "VFA", "RPA", "RCA", "OA"), t
     if names:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hkdsme.pipeline.atomic import atomic_path
+from hkdsme.evaluate.plots import save_png
 from hkdsme.pipeline.errors import InputError
 
 
@@ -114,9 +114,4 @@ def plot_runs(runs, out, *, labels=None, title: str | None = None) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", dpi=90)
-    finally:
-        plt.close(fig)
-    return out
+    return save_png(fig, out)
