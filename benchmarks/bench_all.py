@@ -125,7 +125,7 @@ def main() -> None:
             print(f"| {kind} | {mode}{mark} | {ms:.0f} | {ms / tb:.1f} |", flush=True)
 
     print("\n## inference (eval forward), ms/segment\n")
-    batches = (16, 32) if args.quick else (16, 32, 64)
+    batches = (4, 8, 16) if args.quick else (4, 8, 16, 32)
     print("| model | precision | layout | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|---|---|" + "---:|" * len(batches))
     secs = 1.0 if args.quick else 2.0

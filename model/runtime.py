@@ -152,11 +152,14 @@ def use_channels_last(device, kind: str, precision: str) -> bool:
 
 
 def inference_batch(device, precision) -> int:
-    """Segments per inference forward pass, by measurement (``benchmarks/bench_all.py --quick``, student,
-    channels_last, idle 2-core EPYC): batch 16 beat 32 in every CPU case — fp32 on AVX2 17.3 vs 20.2 ms/segment,
-    fp32 on AVX-512 14.7 vs 17.6, native bf16 9.5 vs 12.7. GPU: 64. Batch size never changes the output
-    (segments are independent in eval mode)."""
-    return 16 if device_type(device) == "cpu" else 64
+    """Segments per inference forward pass, by measurement. CPU: 8 — median ms/segment of the default student
+    over 5 interleaved rounds of batches 2/4/8/16 (idle 2-core EPYC, session 8, docs/results.md): two 1-thread
+    workers (``hkd-eval predict`` on many files) fp32 on AVX2 37.9 / 37.9 / 37.7 / 42.5, native bf16
+    20.7 / 20.3 / 19.8 / 23.8; one process, 2 threads, AVX2 22.0 / 20.7 / 19.4 / 22.9, native bf16
+    10.7 / 10.1 / 9.8 / 12.4 (a batch's activations, ~2.6 MB per segment in the widest layer, stay in cache).
+    Earlier sessions compared only 16–64 (16 won). GPU: 64. Batch size never changes the output (segments are
+    independent in eval mode; tests and the byte-identical melody files of bench_vs_melodia.py)."""
+    return 8 if device_type(device) == "cpu" else 64
 
 
 MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a model and a song's CFP, ~0.4 GB)
