@@ -152,14 +152,14 @@ def use_channels_last(device, kind: str, precision: str) -> bool:
 
 
 def inference_batch(device, precision) -> int:
-    """Segments per inference forward pass, by measurement. CPU: 8 — median ms/segment of the default student
-    over 5 interleaved rounds of batches 2/4/8/16 (idle 2-core EPYC, session 8, docs/results.md): two 1-thread
-    workers (``hkd-eval predict`` on many files) fp32 on AVX2 37.9 / 37.9 / 37.7 / 42.5, native bf16
-    20.7 / 20.3 / 19.8 / 23.8; one process, 2 threads, AVX2 22.0 / 20.7 / 19.4 / 22.9, native bf16
-    10.7 / 10.1 / 9.8 / 12.4 (a batch's activations, ~2.6 MB per segment in the widest layer, stay in cache).
-    Earlier sessions compared only 16–64 (16 won). GPU: 64. Batch size never changes the output (segments are
-    independent in eval mode; tests and the byte-identical melody files of bench_vs_melodia.py)."""
-    return 8 if device_type(device) == "cpu" else 64
+    """Segments per inference forward pass, by measurement (idle 2-core EPYC, docs/results.md sessions 4 and 8).
+    CPU: 16. Batch 16 beat 32 in every CPU case (``benchmarks/bench_all.py --quick``: fp32 on AVX2 17.3 vs
+    20.2 ms/segment, native bf16 9.5 vs 12.7). Smaller batches ran the network alone 10-15 % faster in
+    micro-benchmarks (median of 5 interleaved rounds: 8 segments 19.4 vs 22.9 ms/segment, 2 threads, AVX2) but not
+    end to end: ``hkd-eval predict`` on 13 real songs, 4 alternating rounds, AVX2: batch 16 65.2 / 64.0 / 67.3 /
+    71.7 s, batch 8 65.8 / 67.7 / 68.4 / 71.4 s. GPU: 64. Batch size never changes the output (segments are
+    independent in eval mode; tests, and the byte-identical melody files of ``bench_vs_melodia.py``)."""
+    return 16 if device_type(device) == "cpu" else 64
 
 
 MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a model and a song's CFP, ~0.4 GB)

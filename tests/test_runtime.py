@@ -95,7 +95,7 @@ def test_fast_predict_path_is_bit_identical_to_the_plain_one():
     compare with the plain path (contiguous, batch 16, no_grad, fp32) on a synthetic song, default model."""
     x, _, _ = synthetic.make_song(seed=5, duration=12.0)
     fast = P.Predictor(precision="fp32", decode="argmax")
-    assert fast.channels_last and fast.batch_size == 8           # fp32 on CPU: runtime.inference_batch
+    assert fast.channels_last and fast.batch_size == 16          # fp32 on CPU: runtime.inference_batch
     _, f0 = fast.predict_audio(x)
 
     feats = cfp_mod.cfp(x)
