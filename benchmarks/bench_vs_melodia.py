@@ -6,7 +6,8 @@ CFP, network, writing the CSVs); Melodia is essentia's ``PredominantPitchMelodia
 44.1 kHz, frameSize 2048, hopSize 128, files loaded with ``MonoLoader(sampleRate=44100)`` (its standard recipe),
 run by a Python that has essentia (``--melodia-python``, e.g. a scratch venv: ``python -m venv /tmp/mel &&
 /tmp/mel/bin/pip install essentia``). × realtime = audio seconds / wall seconds; the order alternates over
-``--repeats`` rounds and the best round of each is reported.
+``--repeats`` rounds and the best round of each is reported, then every round with its ratio to that round's
+Melodia run.
 
     python benchmarks/bench_vs_melodia.py FOLDER --melodia-python /tmp/mel/bin/python [--repeats 2] [-- predict options]
     python benchmarks/bench_vs_melodia.py FOLDER --melodia-python PY --ours "" --ours "--jobs 1"   # two of ours
@@ -101,6 +102,13 @@ def main() -> None:
     print(f"| Melodia (essentia) | {m:.1f} | {dur / m:.1f} | 1.00× |")
     if len(configs) > 1:
         print(f"\nmelody files byte-identical across the hkd-eval configurations: {'yes' if same else 'NO'}")
+    # per round: a shared VM's speed drifts between rounds (±7 % within an evening here), so the ratio to the
+    # Melodia run of the same round is the steadier number
+    print("\n| round | " + " | ".join(label for label, _, _ in configs) + " | Melodia |")
+    print("|---:|" + "---:|" * (len(configs) + 1))
+    for r in range(args.repeats):
+        cells = [f"{ours[label][r]:.1f} s ({theirs[r] / ours[label][r]:.2f}×)" for label, _, _ in configs]
+        print(f"| {r + 1} | " + " | ".join(cells) + f" | {theirs[r]:.1f} s |")
 
 
 if __name__ == "__main__":
