@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from hkdsme.train import curves
+
 RUNS = {  # table row → (run folder, its name in runs.sh / the lane logs)
     "a-half: teacher, labeled half (for b/c/f/g)": ("a-half-teacher", "a-half"),
     "a: teacher, all train singers": ("a-teacher", "a"),
@@ -38,12 +40,9 @@ METRICS = ("VR", "VFA", "RPA", "RCA", "OA")
 
 
 def read_metrics(run: Path) -> list[dict]:
-    f = run / "metrics.jsonl"
-    if not f.is_file():
-        return []
-    rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    by_epoch = {r["epoch"]: r for r in rows}          # a resumed epoch replaces the interrupted one
-    return [by_epoch[e] for e in sorted(by_epoch)]
+    """The run's epochs (``hkdsme.train.curves.read_metrics``: a resumed epoch replaces the interrupted one), or []
+    for a run that never started."""
+    return curves.read_metrics(run) if (run / "metrics.jsonl").is_file() else []
 
 
 def lane_hours(logs: Path) -> dict:

@@ -13,14 +13,16 @@ import argparse
 import json
 from pathlib import Path
 
+from hkdsme.train.curves import best_epoch, read_metrics
+
 
 def _f(v, nd=2):
     return "—" if v is None else f"{v:.{nd}f}"
 
 
 def load(run: Path) -> dict:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    best = max(rows, key=lambda r: r.get("val_select", float("-inf")))
+    rows = read_metrics(run)                 # a resumed epoch counts once (its CPU seconds too)
+    best = best_epoch(rows)
     test = None
     rep = run / "test-report" / "report.json"
     if rep.is_file():
