@@ -257,3 +257,49 @@ def test_val_every_validates_every_nth_and_the_last_epoch(data, tmp_path):
     assert meta["metrics"]["val_select"] == max(r["val_select"] for r in rows if "val_select" in r)
     with pytest.raises(InputError, match="val_every must be >= 1"):
         _student_cfg(data, tmp_path / "x", val_every=0)
+
+
+def test_patience_stops_early_and_a_resumed_run_stays_stopped(data, tmp_path, monkeypatch):
+    # scripted validation scores per validated epoch: best at epoch 1, then none better for 2 epochs
+    scores = iter([1.0, 2.0, 2.0, 1.5, 9.0, 9.0, 9.0])
+    monkeypatch.setattr(DistillTrainer, "validate", lambda self, model: {"val_OA": 0.0, "val_select": next(scores)})
+    kw = dict(labeled=[data["one"]], unlabeled=[], epochs=6, teacher="random", kd=False, patience=2)
+    t = DistillTrainer(_student_cfg(data, tmp_path / "p", **kw))
+    t.fit()
+    rows = [json.loads(line) for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]                      # 3 - 1 >= 2: stop after epoch 3
+    assert [r.get("early_stop", False) for r in rows] == [False, False, False, True]
+    assert _logged(t, "early stop after epoch 3: val_select has not improved on epoch 1's in 2 epochs")
+    _, meta = load_checkpoint(tmp_path / "p" / "best.pt")
+    assert meta["extra"]["epoch"] == 1 and meta["metrics"]["val_select"] == 2.0
+
+    again = DistillTrainer(_student_cfg(data, tmp_path / "p", **kw), resume=True)      # same patience: no epoch
+    assert again.fit() == {}
+    assert len((tmp_path / "p" / "metrics.jsonl").read_text().splitlines()) == 4
+    assert _logged(again, "early stop after epoch 3")
+
+    longer = DistillTrainer(_student_cfg(data, tmp_path / "p", **{**kw, "patience": 0}), resume=True)
+    longer.fit()                                                            # off: epochs 4 and 5 run (score 9)
+    rows = [json.loads(line) for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    _, meta = load_checkpoint(tmp_path / "p" / "best.pt")
+    assert meta["extra"]["epoch"] == 4
+    with pytest.raises(InputError, match="patience must be >= 0"):
+        _student_cfg(data, tmp_path / "x", patience=-1)
+
+
+def test_patience_on_a_run_saved_before_best_epoch_was_stored(data, tmp_path, monkeypatch):
+    # last.pt of older runs has no "best_epoch": it is read back from metrics.jsonl
+    scores = iter([3.0, 1.0, 1.0])
+    monkeypatch.setattr(DistillTrainer, "validate", lambda self, model: {"val_OA": 0.0, "val_select": next(scores)})
+    kw = dict(labeled=[data["one"]], unlabeled=[], teacher="random", kd=False)
+    DistillTrainer(_student_cfg(data, tmp_path / "o", epochs=2, **kw)).fit()
+    last = tmp_path / "o" / "last.pt"
+    blob = torch.load(last, weights_only=True)
+    st = blob["extra"]["train_state"]
+    del st["best_epoch"], st["validated"]
+    torch.save(blob, last)
+    t = DistillTrainer(_student_cfg(data, tmp_path / "o", epochs=5, patience=2, **kw), resume=True)
+    t.fit()                                                     # best epoch 0; epoch 2 is 2 epochs on: stop
+    rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[-1]["early_stop"] is True

@@ -35,6 +35,8 @@ def _common(f):
         click.option("--max-steps-per-epoch", type=int, help="cap steps per epoch (smoke tests)"),
         click.option("--val-batch", type=int),
         click.option("--val-every", type=int, help="validate after every N-th epoch and the last (default 1)"),
+        click.option("--patience", type=int,
+                     help="stop once N epochs bring no better validation score (0 = off, the default)"),
         click.option("--faithful/--no-faithful", default=None, help="official loss/HCR behaviour"),
         click.option("--harmonic/--no-harmonic", default=None, help="4 harmonic classes (default) or melody only"),
         click.option("--init", type=click.Path(dir_okay=False), help="start from this checkpoint's weights"),

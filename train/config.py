@@ -94,7 +94,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
 LR_SCHEDULES = ("constant", "cosine")
 # option: smallest allowed value (ints), checked when the command has the option
-_INT_MIN = {"epochs": 1, "batch": 1, "val_batch": 1, "val_every": 1, "teacher_batch": 1,
+_INT_MIN = {"epochs": 1, "batch": 1, "val_batch": 1, "val_every": 1, "patience": 0, "teacher_batch": 1,
             "hcr_batch": 1, "seed": 0, "workers": 0,
             "max_steps_per_epoch": 0, "unlabeled_max": 0, "hcr_tolerance": 0, "hcr_start_epoch": 0}
 _CHOICES = {"precision": PRECISIONS, "device": DEVICES, "lr_schedule": LR_SCHEDULES}

@@ -15,6 +15,11 @@ training state of ``last.pt`` sits in ``extra["train_state"]`` in plain types, s
 
 Subclasses (:class:`~hkdsme.train.teacher.TeacherTrainer`, :class:`~hkdsme.train.distill.DistillTrainer`)
 provide the model, the epoch's training data and the loss.
+
+Early stopping (``patience`` N > 0): after a validated epoch ``e``, training ends when the best ``val_select``
+is from epoch ``b`` with ``e - b >= N``, i.e. N epochs brought no strictly better score; that epoch's metrics
+line carries ``"early_stop": true``. A resumed run re-applies the rule to its last epoch first (a run that
+stopped stays stopped; a larger ``--patience`` or 0 lets it go on to ``epochs``).
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train import config as config_mod
 from hkdsme.train import ddp
+from hkdsme.train.curves import best_epoch as best_row, read_metrics
 from hkdsme.train.dataset import SegmentBatchSampler, ShardDataset, make_loader
 
 
@@ -289,7 +295,8 @@ class Trainer:
             extra["voicing_threshold"] = float(metrics["val_theta"])     # calibrated on validation, used by predict
         if name == "last.pt":
             extra["train_state"] = {
-                "epoch": epoch, "best_oa": best, "optimizer": _pack_optimizer(optimizer.state_dict()),
+                "epoch": epoch, "best_oa": best, "best_epoch": self._best_epoch, "validated": "val_select" in metrics,
+                "optimizer": _pack_optimizer(optimizer.state_dict()),
                 "scaler": scaler.state_dict() if scaler is not None else {}, "rng": rng_all,
                 "sampler": sampler_state, "world": self.info.world, "state": self.state()}
         ckpt.save_checkpoint(self.run / name, ddp.unwrap(model), kind=self.kind, config=self.cfg,
@@ -339,12 +346,14 @@ class Trainer:
         self._model = model
         optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
         scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        start, best = 0, -1.0
+        start, best, self._best_epoch, stopped = 0, -1.0, -1, False
         if self.resume and (self.run / "last.pt").is_file():
             st = self._load_last(model, optimizer, scaler)
             start, best = int(st["epoch"]) + 1, float(st["best_oa"])
+            self._best_epoch = int(st["best_epoch"]) if "best_epoch" in st else self._saved_best_epoch(st["epoch"])
             set_rng_state(st["rng"][info.rank])
             self.log(f"resumed {self.run / 'last.pt'} after epoch {st['epoch']}")
+            stopped = bool(st.get("validated")) and self._out_of_patience(start - 1)
         else:
             if self.resume:
                 self.log(f"--resume: no {self.run / 'last.pt'} yet, starting fresh")
@@ -358,7 +367,7 @@ class Trainer:
                      f"{runtime.describe() if self.device.type == 'cpu' else self.device}")
         net = ddp.wrap(model, info)
         metrics = {}
-        for epoch in range(start, int(cfg["epochs"])):
+        for epoch in range(start, int(cfg["epochs"]) if not stopped else start):
             # wall and CPU seconds of the whole epoch (HCR, training, validation; the teacher cache in epoch 0)
             wall0, cpu0 = (self._t0 if epoch == start else (time.perf_counter(), time.process_time()))
             metrics = dict(self.before_epoch(epoch))
@@ -388,9 +397,12 @@ class Trainer:
             if info.main:
                 oa = metrics.get("val_select", -1.0)
                 if validated and oa > best or self.val_ds is None:   # no validation: best.pt = the latest epoch
-                    best = max(oa, best)
+                    best, self._best_epoch = max(oa, best), epoch
                     self._save("best.pt", model, optimizer, scaler, epoch, metrics, best, None, None)
                 metrics["best_val_select"] = best
+                stopped = validated and self._out_of_patience(epoch)
+                if stopped:
+                    metrics["early_stop"] = True
                 self._save("last.pt", model, optimizer, scaler, epoch, metrics, best, sampler.state_dict(),
                            rng_all)
                 self._write_metrics(epoch, metrics)
@@ -399,11 +411,31 @@ class Trainer:
                          + (f", robust OA {metrics['val_robust_OA']:.2f}" if "val_robust_OA" in metrics else "")
                          + (f", θ {metrics['val_theta']:.3f}" if "val_theta" in metrics else "")
                          + f", {metrics['s_per_step']:.3f} s/step")
+            if ddp.all_gather_objects(stopped, info)[0]:          # rank 0 decides for all
+                break
             ddp.barrier(info)
         if self._tb is not None:
             self._tb.close()
         ddp.cleanup(info)
         return metrics
+
+    def _out_of_patience(self, epoch: int) -> bool:
+        """Early stopping after validated ``epoch`` (module docstring); logs the decision once."""
+        patience = int(self.cfg.get("patience", 0))         # runs saved before the option existed: off
+        if patience <= 0 or self._best_epoch < 0 or epoch - self._best_epoch < patience:
+            return False
+        if self.info.main:
+            self.log(f"early stop after epoch {epoch}: val_select has not improved on epoch {self._best_epoch}'s "
+                     f"in {epoch - self._best_epoch} epochs (patience {patience}); best.pt is epoch {self._best_epoch}")
+        return True
+
+    def _saved_best_epoch(self, last_epoch: int) -> int:
+        """The epoch best.pt holds, from ``metrics.jsonl`` (last.pt files written before it was stored)."""
+        try:
+            row = best_row([r for r in read_metrics(self.run) if int(r["epoch"]) <= last_epoch])
+        except InputError:
+            return -1
+        return int(row["epoch"]) if row is not None else -1
 
     def validates(self, epoch: int) -> bool:
         """Whether validation runs after ``epoch``: every ``val_every``-th epoch and always the last one."""

@@ -45,8 +45,11 @@ case "$CMD" in
   # ~15 min, so a cut-off loses at most that). Its students: TEACHER=runs/aug/t-aug/best.pt runs_aug.sh h-aug.
   # Session 7 resumed it with VAL_EVERY=2 (--val-every 2, kept in its config.json from then on): validation ~5 of
   # ~19 min per epoch, so every second epoch (and the last) saves ~2.5 min per epoch.
+  # Session 9 resumed it after epoch 15 with PATIENCE=8 (--patience 8, kept in config.json): it stops once 8
+  # epochs (4 validations) bring no better robustness-validation mean, "flat for several epochs" (issue 15).
   t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
            --epochs ${EPOCHS:-30} --max-steps-per-epoch ${STEPS:-100} ${VAL_EVERY:+--val-every $VAL_EVERY} \
+           ${PATIENCE:+--patience $PATIENCE} \
            --out $R/t-aug "$@" ;;
   pool)  hkd-prep extract --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" --split train \
            --tracks experiments/mir1k/unlabeled_half.txt --augment experiments/mir1k/pool.toml --variants 1 \
