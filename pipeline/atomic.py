@@ -8,11 +8,15 @@ private 0600, so checkpoints, caches and reports stay readable by the people the
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from hkdsme.pipeline.errors import InputError
 
 
 def _read_umask() -> int:
@@ -39,10 +43,15 @@ def atomic_path(dest) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, dest)
+        publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def publish(tmp, dest) -> None:
+    """Give finished file ``tmp`` the mode a plain ``open(dest, "w")`` would, then rename it onto ``dest``."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, dest)
 
 
 def write_text(dest, text: str) -> Path:
@@ -51,3 +60,46 @@ def write_text(dest, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
     return Path(dest)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_pid(fd) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip() or "x")
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def file_lock(lock, what, busy: str, hint: str) -> Iterator[None]:
+    """Hold an exclusive lock (``fcntl.flock`` on file ``lock``, which holds our pid) while writing ``what``.
+
+    Another live holder: ``InputError(what, f"{busy} (pid N, lock LOCK); {hint}")``. A lock whose holder died
+    is released by the kernel and simply taken over; where ``flock`` is unsupported (some network filesystems)
+    the pid in the file decides (a dead or missing pid: taken over).
+    """
+    lock = Path(lock)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _lock_pid(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or (
+                    holder is not None and holder != os.getpid() and _pid_alive(holder)):
+                who = f"pid {holder}" if holder is not None else "another process"
+                raise InputError(what, f"{busy} ({who}, lock {lock}); {hint}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)          # releases the flock

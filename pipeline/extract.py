@@ -10,8 +10,6 @@ an exclusive ``flock`` on ``<out>/.lock`` (which names its pid) until it ends.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import re
 import shutil
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hkdsme.pipeline import grid, shards
+from hkdsme.pipeline.atomic import file_lock
 from hkdsme.pipeline.errors import InputError
 
 MAX_END_GAP_S = 1.0      # annotation end may differ from the audio duration by at most this
@@ -208,48 +207,13 @@ LOCK = ".lock"
 _TMP = re.compile(r".+\.tmp-\d+(-[A-Za-z0-9_]+)?")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def cache_lock(out: Path):
-    """Hold an exclusive lock on cache folder ``out`` (``fcntl.flock`` on ``out/.lock``, holding our pid).
-
-    Raises ``InputError`` naming the holder's pid when another live process holds it. A lock whose holder died
-    is released by the kernel and simply taken over; where ``flock`` is unsupported (some network filesystems)
-    the pid in the file decides (a dead or missing pid: taken over).
-    """
-    p = out / LOCK
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = _lock_pid(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) or (
-                    holder is not None and holder != os.getpid() and _pid_alive(holder)):
-                who = f"pid {holder}" if holder is not None else "another process"
-                raise InputError(out, f"cache is being written by another `hkd-prep extract` ({who}, lock "
-                                      f"{p}); wait for it to finish or use another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    """Hold the exclusive lock of cache folder ``out`` (``out/.lock``, :func:`hkdsme.pipeline.atomic.file_lock`):
+    ``InputError`` naming the holder's pid while another live `hkd-prep extract` writes there."""
+    with file_lock(out / LOCK, out, "cache is being written by another `hkd-prep extract`",
+                   "wait for it to finish or use another --out"):
         yield
-    finally:
-        os.close(fd)          # releases the flock
-
-
-def _lock_pid(fd) -> int | None:
-    try:
-        return int(os.pread(fd, 32, 0).decode().strip() or "x")
-    except (OSError, ValueError):
-        return None
 
 
 def _remove_leftovers(out: Path) -> int:

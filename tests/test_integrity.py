@@ -193,6 +193,119 @@ def test_non_finite_teacher_logits_are_refused_naming_the_shard(tmp_path):
     assert not list(path.parent.glob("*.tmp-*"))
 
 
+
+class _Counting(_Teacher):
+    """_Teacher that counts forward passes and raises KeyboardInterrupt (a kill) on pass ``stop_at``."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.calls, self.stop_at = 0, stop_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_killed_teacher_cache_build_continues_where_it_stopped(tmp_path):
+    from hkdsme.train.teacher_cache import partial_path
+    sets = _teacher_sets(tmp_path)                                # 5 segments: batches of 2 → 3 passes
+    key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1}
+    ref = distill.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, key, device="cpu", batch=2,
+                                      progress=False)
+    path = tmp_path / "run" / distill.CACHE_NAME
+    with pytest.raises(KeyboardInterrupt):                        # killed in pass 3, passes 1-2 flushed
+        distill.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
+                                    progress=False, flush_s=0)
+    assert not path.exists() and partial_path(path).is_file()
+    logs = []
+    t = _Counting()
+    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, log=logs.append)
+    assert t.calls == 1                                           # only the last batch (row 4) recomputed
+    assert logs == [f"teacher logits: continuing {partial_path(path)} (labeled from row 4 of 5)"]
+    assert not partial_path(path).exists() and distill.cache_matches(path, key)
+    with h5py.File(ref) as a, h5py.File(path) as b:
+        assert a.attrs["checksum_labeled"] == b.attrs["checksum_labeled"]
+        np.testing.assert_array_equal(a["labeled"][()], b["labeled"][()])
+
+
+
+_SLOW_BUILD = textwrap.dedent("""
+    import sys, time, types, warnings
+    import torch
+    from hkdsme.train import distill
+    from hkdsme.train.dataset import ShardDataset
+
+    class T(torch.nn.Module):
+        def forward(self, x):
+            print("pass", flush=True)
+            time.sleep(0.3)
+            return types.SimpleNamespace(logits=x.mean(dim=(1, 2), keepdim=True).expand(-1, 4, 321, -1).clone())
+
+    warnings.simplefilter("ignore")
+    sets = {"labeled": ShardDataset([sys.argv[2]])}
+    distill.build_teacher_cache(sys.argv[1], T(), sets, {"v": 1}, device="cpu", batch=1, progress=False,
+                                flush_s=0)
+""")
+
+
+def test_teacher_cache_build_killed_with_sigkill_continues(tmp_path):
+    from hkdsme.train.teacher_cache import partial_path
+    sets = _teacher_sets(tmp_path)
+    path = tmp_path / "run" / distill.CACHE_NAME
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, str(path), str(tmp_path / "lab")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3):                                        # rows 0-1 flushed, row 2 being computed
+            assert child.stdout.readline().strip() == "pass"
+    finally:
+        child.kill()                                              # SIGKILL: the file is never closed
+        child.wait()
+    assert not path.exists() and partial_path(path).is_file()
+    t = _Counting()
+    distill.build_teacher_cache(path, t, sets, {"v": 1}, device="cpu", batch=1, progress=False)
+    assert t.calls <= 3 and distill.cache_matches(path, {"v": 1})   # 5 rows, at least 2 kept
+    ref = distill.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, {"v": 1}, device="cpu", batch=1,
+                                      progress=False)
+    with h5py.File(ref) as a, h5py.File(path) as b:
+        np.testing.assert_array_equal(a["labeled"][()], b["labeled"][()])
+
+@pytest.mark.parametrize("spoil", ["other key", "corrupt rows"])
+def test_unusable_partial_teacher_cache_is_rebuilt_from_scratch(tmp_path, spoil):
+    from hkdsme.train.teacher_cache import partial_path
+    sets = _teacher_sets(tmp_path)
+    key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1}
+    path = tmp_path / "run" / distill.CACHE_NAME
+    with pytest.raises(KeyboardInterrupt):
+        distill.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
+                                    progress=False, flush_s=0)
+    if spoil == "other key":
+        key = {**key, "teacher_hash": "another teacher"}
+    else:                                                         # rows 0-3 no longer hash to the recorded value
+        with h5py.File(partial_path(path), "a") as h:
+            h["labeled"][1] = h["labeled"][1] + 1
+    t = _Counting()
+    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False)
+    assert t.calls == 3 and distill.cache_matches(path, key)
+
+
+def test_second_teacher_cache_builder_is_refused_naming_the_holder(tmp_path):
+    sets = _teacher_sets(tmp_path)
+    path = tmp_path / "run" / distill.CACHE_NAME
+    path.parent.mkdir()
+    lock = path.with_name(f".{path.name}.lock")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"being written by another process \\(pid {holder.pid}"):
+            distill.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    distill.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
+    assert distill.cache_matches(path, {"v": 1})
+
 # ---------------------------------------------------------------- 3. lock, journal
 
 _HOLD = textwrap.dedent("""

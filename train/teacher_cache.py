@@ -9,8 +9,9 @@ segment per chunk so rows are memory-mapped like features (:class:`~hkdsme.train
 Logits are clamped to ±:data:`LOGIT_MAX` (float16 range); non-finite logits are refused, not stored.
 Attributes: the cache *key* (feature hash, teacher checkpoint hash (:func:`file_hash`), teacher mode and
 precision, the data's identity (:func:`data_key`), version), ``checksum_<name>`` (``sha256:<hex>`` of each
-dataset's stored bytes in row order) and ``complete``. Written to a temp file, then renamed; temp files of
-dead writers are removed first.
+dataset's stored bytes in row order) and ``complete``. Built in ``.<name>.partial`` beside the cache, which is
+renamed onto it when complete; a killed build continues from its last verified flush
+(:func:`build_teacher_cache`); temp files of dead writers of older versions are removed first.
 
 Reuse (:func:`cache_matches`): complete, written with exactly the same key, and every checksum matches; a
 corrupt or unreadable cache is reported with a warning and rebuilt.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from hkdsme.pipeline import grid
-from hkdsme.pipeline.atomic import atomic_path
+from hkdsme.pipeline.atomic import file_lock, publish
 from hkdsme.pipeline.errors import InputError
 from hkdsme.train.dataset import ShardDataset
 from hkdsme.train.loop import predict_segments
@@ -116,53 +118,127 @@ def _copy_verified(h: h5py.File, name: str, n: int, donor: Path, recorded: str) 
     return False
 
 
+def partial_path(path) -> Path:
+    """Where an unfinished build of cache ``path`` keeps its rows: ``.<name>.partial`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def _resume_point(work: Path, key: dict, sets: dict) -> dict[str, int] | None:
+    """Rows of each set that an interrupted build left *verified* in ``work``: ``{name: rows}``, or None when
+    ``work`` is missing, unreadable, made with another key or for other data sizes, or fails its progress check
+    (the SHA-256 of rows ``[0, rows)`` recorded at the last flush), so the build starts over."""
+    if not work.exists():
+        return None
+    try:
+        with h5py.File(work, "r") as h:
+            a = dict(h.attrs)
+            if not all(str(a.get(k)) == str(v) for k, v in key.items()):
+                return None
+            done = {}
+            for name, ds in sets.items():
+                rows = int(a.get(f"rows_{name}", 0))
+                if rows and (name not in h or h[name].shape[0] != len(ds) or rows > len(ds)
+                             or _dataset_checksum(h[name], stop=rows) != str(a.get(f"upto_{name}"))):
+                    return None
+                done[name] = rows
+            return done
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precision="fp32", batch=32,
-                        train_mode=False, channels_last=False, progress=True, donors=(), log=None) -> Path:
+                        train_mode=False, channels_last=False, progress=True, donors=(), log=None,
+                        flush_s: float = 60.0) -> Path:
     """Write ``teacher``'s logits (float16) for every segment of each dataset in ``sets`` to ``path``.
 
     ``sets``: ``{name: ShardDataset}`` → dataset ``name`` of shape (N, C, 321, 64). ``key`` is stored as
     attributes; :func:`cache_matches` compares it on reuse. Each dataset's stored bytes get a checksum
-    (attribute ``checksum_<name>``, see :func:`cache_checksums`). Written to a temp file, then renamed.
-    Non-finite logits are refused (``InputError`` naming the segment's shard) instead of being stored.
+    (attribute ``checksum_<name>``, see :func:`cache_checksums`). Non-finite logits are refused (``InputError``
+    naming the segment's shard) instead of being stored.
     ``donors``: other cache files; a set that one of them holds intact for the same segments and teacher
     (:func:`_donor`) is copied instead of recomputed (e.g. ablations that share the labeled data).
+
+    Resumable: rows go to :func:`partial_path` (flushed every ``flush_s`` seconds, with the count of rows
+    written and their SHA-256), renamed onto ``path`` when every set is complete. A build that was killed
+    continues after the last verified flush; a partial file from another key is discarded. One builder at a
+    time per file (a lock beside it; a second one gets ``InputError`` naming the holder's pid).
     """
     path = Path(path)
     _remove_dead_temps(path)
-    teacher.train(train_mode)
-    try:
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
-            h.attrs.update(key)
-            for name, ds in sets.items():
-                donor = _donor(donors, name, key) if name in key else None
-                if donor is not None and _copy_verified(h, name, len(ds), *donor):
-                    if log:
-                        log(f"teacher logits ({name}): copied from {donor[0]} (same teacher and segments)")
-                    continue
-                idx = np.arange(len(ds))
-                out = None
-                digest = hashlib.new(CHECKSUM_ALGO)
-                gen = predict_segments(teacher, ds, idx, device=device, precision=precision, batch=batch,
-                                       channels_last=channels_last)
-                for rows, _, o in tqdm(gen, total=-(-len(ds) // batch), desc=f"teacher logits ({name})",
-                                       disable=not progress, leave=False):
-                    lg = o.logits.float()
-                    finite = torch.isfinite(lg).flatten(1).all(dim=1)
-                    if not bool(finite.all()):
-                        shard, seg = _segment_source(ds, int(rows[int(torch.nonzero(~finite)[0, 0])]))
-                        raise InputError(shard, f"segment {seg}: the teacher gives non-finite logits (NaN/inf); "
-                                                f"not stored in {path}")
-                    lg = np.ascontiguousarray(lg.clamp(-LOGIT_MAX, LOGIT_MAX).half().cpu().numpy())
-                    if out is None:
-                        out = _chunked(h, name, len(ds), lg.shape[1])
-                    out[rows[0]:rows[-1] + 1] = lg
-                    digest.update(lg)              # rows arrive in order 0..N-1
-                if out is not None:
-                    h.attrs[f"checksum_{name}"] = f"{CHECKSUM_ALGO}:{digest.hexdigest()}"
-            h.attrs["complete"] = True
-    finally:
-        teacher.eval()
+    work = partial_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(f".{path.name}.lock"), path, "teacher cache is being written by another "
+                   "process", "wait for it, or give this run another --teacher-cache"):
+        done = _resume_point(work, key, sets)
+        if done is None:
+            work.unlink(missing_ok=True)
+            done = {}
+        elif log and any(done.values()):
+            log(f"teacher logits: continuing {work} (" + ", ".join(f"{n} from row {r} of {len(sets[n])}"
+                                                                 for n, r in done.items()) + ")")
+        teacher.train(train_mode)
+        try:
+            with h5py.File(work, "a") as h:
+                h.attrs.update(key)
+                for name, ds in sets.items():
+                    _fill(h, name, ds, done.get(name, 0), teacher, key, path, device=device, precision=precision,
+                          batch=batch, channels_last=channels_last, progress=progress, donors=donors, log=log,
+                          flush_s=flush_s)
+                h.attrs["complete"] = True
+            publish(work, path)
+        except InputError:
+            work.unlink(missing_ok=True)             # a teacher defect: its rows are not worth keeping
+            raise
+        finally:
+            teacher.eval()
     return path
+
+
+def _fill(h: h5py.File, name: str, ds, start: int, teacher, key: dict, path: Path, *, device, precision, batch,
+          channels_last, progress, donors, log, flush_s) -> None:
+    """Rows ``[start, len(ds))`` of set ``name`` (all of it copied from a donor where one holds it)."""
+    n = len(ds)
+    if start == n and f"checksum_{name}" in h.attrs:
+        return
+    if start == 0:
+        if name in h:
+            del h[name]
+        donor = _donor(donors, name, key) if name in key else None
+        if donor is not None and _copy_verified(h, name, n, *donor):
+            h.attrs[f"rows_{name}"] = n
+            if log:
+                log(f"teacher logits ({name}): copied from {donor[0]} (same teacher and segments)")
+            return
+    digest = hashlib.new(CHECKSUM_ALGO)
+    if start:
+        _dataset_checksum(h[name], stop=start, digest=digest)        # verified by _resume_point just before
+    out = h[name] if name in h else None
+    gen = predict_segments(teacher, ds, np.arange(start, n), device=device, precision=precision, batch=batch,
+                           channels_last=channels_last)
+    last = time.monotonic()
+    for rows, _, o in tqdm(gen, total=-(-(n - start) // batch), desc=f"teacher logits ({name})",
+                           disable=not progress, leave=False):
+        lg = o.logits.float()
+        finite = torch.isfinite(lg).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            shard, seg = _segment_source(ds, int(rows[int(torch.nonzero(~finite)[0, 0])]))
+            raise InputError(shard, f"segment {seg}: the teacher gives non-finite logits (NaN/inf); "
+                                    f"not stored in {path}")
+        lg = np.ascontiguousarray(lg.clamp(-LOGIT_MAX, LOGIT_MAX).half().cpu().numpy())
+        if out is None:
+            out = _chunked(h, name, n, lg.shape[1])
+        out[rows[0]:rows[-1] + 1] = lg
+        digest.update(lg)                          # rows arrive in order start..N-1
+        if time.monotonic() - last >= flush_s:     # progress a killed build can continue from
+            h.attrs[f"rows_{name}"] = int(rows[-1]) + 1
+            h.attrs[f"upto_{name}"] = f"{CHECKSUM_ALGO}:{digest.copy().hexdigest()}"
+            h.flush()
+            last = time.monotonic()
+    if out is not None:
+        h.attrs[f"rows_{name}"] = n
+        h.attrs[f"upto_{name}"] = h.attrs[f"checksum_{name}"] = f"{CHECKSUM_ALGO}:{digest.hexdigest()}"
+        h.flush()
 
 
 def cache_checksums(h: h5py.File) -> dict:
@@ -171,15 +247,17 @@ def cache_checksums(h: h5py.File) -> dict:
     return {name: _dataset_checksum(d) for name, d in h.items() if isinstance(d, h5py.Dataset)}
 
 
-def _dataset_checksum(d, into=None) -> str:
-    """``"sha256:<hex>"`` of a dataset's stored bytes in row order, 256 rows at a time; ``into``: a dataset of
-    the same shape that receives the rows as they are read (a verified copy in one pass)."""
-    digest = hashlib.new(CHECKSUM_ALGO)
-    for i in range(0, d.shape[0], 256):
-        rows = np.ascontiguousarray(d[i:i + 256])
+def _dataset_checksum(d, into=None, stop=None, digest=None) -> str:
+    """``"sha256:<hex>"`` of a dataset's stored bytes in row order (rows ``[0, stop)``; all by default), 256 rows
+    at a time; ``into``: a dataset of the same shape that receives the rows as they are read (a verified copy in
+    one pass); ``digest``: a hashlib object to feed (and go on with) instead of a new one."""
+    digest = digest if digest is not None else hashlib.new(CHECKSUM_ALGO)
+    stop = d.shape[0] if stop is None else stop
+    for i in range(0, stop, 256):
+        rows = np.ascontiguousarray(d[i:min(i + 256, stop)])
         digest.update(rows)
         if into is not None:
-            into[i:i + 256] = rows
+            into[i:i + len(rows)] = rows
     return f"{CHECKSUM_ALGO}:{digest.hexdigest()}"
 
 
