@@ -271,6 +271,26 @@ def test_teacher_cache_build_killed_with_sigkill_continues(tmp_path):
     with h5py.File(ref) as a, h5py.File(path) as b:
         np.testing.assert_array_equal(a["labeled"][()], b["labeled"][()])
 
+
+def test_killed_build_keeps_a_set_copied_from_a_donor(tmp_path):
+    from hkdsme.train.teacher_cache import data_key, partial_path
+    sets = _teacher_sets(tmp_path)
+    sets["unlabeled"] = sets["labeled"]
+    key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1,
+           "labeled": data_key(sets["labeled"]), "unlabeled": "pool"}
+    donor = distill.build_teacher_cache(tmp_path / "donor.h5", _Teacher(), {"labeled": sets["labeled"]}, key,
+                                        device="cpu", batch=2, progress=False)
+    path = tmp_path / "run" / distill.CACHE_NAME
+    with pytest.raises(KeyboardInterrupt):                        # labeled copied, unlabeled killed in pass 2
+        distill.build_teacher_cache(path, _Counting(stop_at=2), sets, key, device="cpu", batch=2,
+                                    progress=False, flush_s=0, donors=[donor])
+    logs, t = [], _Counting()
+    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, donors=[donor],
+                                log=logs.append)
+    assert t.calls == 2 and logs == [f"teacher logits: continuing {partial_path(path)} (labeled from row 5 of 5, "
+                                     "unlabeled from row 2 of 5)"]
+    assert distill.cache_matches(path, key)
+
 @pytest.mark.parametrize("spoil", ["other key", "corrupt rows"])
 def test_unusable_partial_teacher_cache_is_rebuilt_from_scratch(tmp_path, spoil):
     from hkdsme.train.teacher_cache import partial_path

@@ -207,6 +207,8 @@ def _fill(h: h5py.File, name: str, ds, start: int, teacher, key: dict, path: Pat
         donor = _donor(donors, name, key) if name in key else None
         if donor is not None and _copy_verified(h, name, n, *donor):
             h.attrs[f"rows_{name}"] = n
+            h.attrs[f"upto_{name}"] = h.attrs[f"checksum_{name}"]
+            h.flush()
             if log:
                 log(f"teacher logits ({name}): copied from {donor[0]} (same teacher and segments)")
             return
