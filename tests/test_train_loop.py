@@ -303,3 +303,36 @@ def test_patience_on_a_run_saved_before_best_epoch_was_stored(data, tmp_path, mo
     t.fit()                                                     # best epoch 0; epoch 2 is 2 epochs on: stop
     rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[-1]["early_stop"] is True
+
+
+def test_init_without_projector_heads_starts_a_run_with_fresh_heads(data, tmp_path):
+    trunk = build_model("student", heads=False)
+    torch.manual_seed(7)
+    for p in trunk.parameters():
+        p.data.normal_()
+    init = save_checkpoint(tmp_path / "trunk.pt", trunk, kind="student", config={}, feature_hash=grid.feature_hash())
+    cfg = _student_cfg(data, tmp_path / "h", labeled=[data["one"]], unlabeled=[], epochs=1, init=str(init),
+                       lr=0.0, teacher="random", kd=False, val="")
+    t = DistillTrainer(cfg)
+    t.fit()
+    assert _logged(t, f"initialised from {init}; projector heads not in it: initialised fresh")
+    model, meta = load_checkpoint(tmp_path / "h" / "last.pt")
+    assert meta["heads"] is True
+    got = model.state_dict()
+    for k, v in trunk.state_dict().items():
+        if k.endswith(".weight") and v.dim() == 4:              # lr 0: conv weights stay as loaded
+            assert torch.equal(got[k], v), k
+    torch.manual_seed(int(cfg["seed"]))                          # the heads: the run's seeded initialisation
+    fresh = build_model("student", heads=True).state_dict()
+    assert torch.equal(got["fc1.weight"], fresh["fc1.weight"]) and torch.equal(got["cc3.weight"], fresh["cc3.weight"])
+
+    back = DistillTrainer(_student_cfg(data, tmp_path / "n", labeled=[data["one"]], unlabeled=[], epochs=1,
+                                       init=str(tmp_path / "h" / "last.pt"), teacher="random", kd=False, val="",
+                                       heads=False))
+    back.fit()                                                  # heads → --no-heads: the trunk only
+    assert _logged(back, "initialised from") and any("left out (--no-heads)" in s for s in back.log_lines)
+    bad = build_model("student", n_classes=1, heads=False)
+    wrong = save_checkpoint(tmp_path / "one.pt", bad, kind="student", config={}, feature_hash=grid.feature_hash())
+    with pytest.raises(InputError, match="output classes"):
+        from hkdsme.train import rundir
+        rundir.check_checkpoints("distill", _student_cfg(data, tmp_path / "x", init=str(wrong)))

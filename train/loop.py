@@ -303,13 +303,27 @@ class Trainer:
                              feature_hash=self.feature_hash, metrics=metrics, extra=extra)
 
     def _warm_start(self, model, path) -> None:
-        """Copy the weights of checkpoint ``path`` (same kind, features and shape) into ``model``."""
+        """Copy the weights of checkpoint ``path`` (same kind, features and shape) into ``model``.
+
+        Student projector heads may differ: a checkpoint without them (e.g. an exported model) starts a run
+        with heads from its trunk, the heads keeping their fresh (seeded) initialisation; a checkpoint's heads
+        are left out of a ``--no-heads`` run. Either way the log says so."""
         net, _ = ckpt.load_checkpoint(path, expected_feature_hash=self.feature_hash, expected_kind=self.kind)
+        state, note, fresh = net.state_dict(), "", set()
+        mine, theirs = bool(getattr(model, "heads", False)), bool(getattr(net, "heads", False))
+        if mine != theirs:
+            trunk = ckpt.build_model("student", n_classes=net.n_classes, heads=False).state_dict().keys()
+            state = {k: v for k, v in state.items() if k in trunk}
+            fresh = set(model.state_dict()) - set(trunk)          # the heads, when this run has them
+            note = ("; projector heads not in it: initialised fresh" if mine
+                    else "; its projector heads left out (--no-heads)")
         try:
-            model.load_state_dict(net.state_dict())
+            missing, unexpected = model.load_state_dict(state, strict=not note)
         except RuntimeError as e:
             raise InputError(path, f"--init weights do not fit this network: {str(e).splitlines()[0]}") from None
-        self.log(f"initialised from {path}")
+        if unexpected or set(missing) - fresh:
+            raise InputError(path, f"--init weights do not fit this network: {unexpected or missing}")
+        self.log(f"initialised from {path}{note}")
 
     def _load_last(self, model, optimizer, scaler):
         path = self.run / "last.pt"

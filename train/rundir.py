@@ -77,6 +77,3 @@ def check_checkpoints(command: str, cfg: dict) -> None:
         if meta["n_classes"] != want:
             raise InputError(init, f"--init checkpoint has {meta['n_classes']} output classes, this run trains "
                                    f"{want} ({'--harmonic' if want == 4 else '--no-harmonic'})")
-        if kind == "student" and meta["heads"] != bool(cfg.get("heads", True)):
-            raise InputError(init, f"--init checkpoint was trained {'with' if meta['heads'] else 'without'} "
-                                   f"projector heads; this run uses {'--heads' if cfg.get('heads') else '--no-heads'}")

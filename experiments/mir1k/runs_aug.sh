@@ -28,15 +28,18 @@ case "$CMD" in
   h-aug|h-exact|h-nosongs|h-nokd|h-nohcr)
          TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}       # TEACHER=RUN/best.pt: another teacher
          POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
-         KD="--teacher $R/s-aug/best.pt --student-teacher"; [[ -n ${TEACHER:-} ]] && KD="--teacher $TEACHER"
+         KD="--teacher $R/s-aug/best.pt --student-teacher"; HEADS=--no-heads
+         # the FTANet phase is the issue's full loss, CE + CGL + projector CGL + KL: the projector heads start fresh
+         # on s-aug's trunk (s-aug has none; hkd-train logs it) and are dropped again by hkd-train export
+         [[ -n ${TEACHER:-} ]] && KD="--teacher $TEACHER" && HEADS=--heads
          HCR=""
          case "$CMD" in
            h-exact) TOL=0 ;;
            h-nohcr) HCR="--no-hcr" ;;
            h-nosongs) POOL="--unlabeled $C/mir1k-pool-aug"; CACHE=$R/teacher-cache-mir1k-pool$TAG.h5 ;;
-           h-nokd) KD="--teacher random --no-kd"; CACHE="" ;;
+           h-nokd) KD="--teacher random --no-kd"; CACHE=""; HEADS=--no-heads ;;
          esac
-         hkd-train run $KD $HCR --no-heads $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
+         hkd-train run $KD $HCR $HEADS $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
            --init $R/s-aug/best.pt --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
            --out $R/$CMD$TAG "$@" ;;
   # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
