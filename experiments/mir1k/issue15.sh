@@ -5,6 +5,10 @@
 #   nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15.log 2>&1 &                 # session 5: s-aug teaches
 #   TEACHER=runs/aug/t-aug/best.pt RUNS="t-aug h-aug h-nosongs h-exact h-nohcr" \
 #     nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15-ftanet.log 2>&1 &        # the FTANet teacher
+#   BASE=hkdsme/weights/supervised.pt TEACHER=runs/aug/t-aug/best.pt VAL_EVERY=2 PATIENCE=8 \
+#     RUNS="s-cont t-aug h-aug h-nosongs h-exact h-nohcr h-nokd" nohup bash experiments/mir1k/issue15.sh \
+#     > runs/aug/issue15-s10.log 2>&1 &         # session 10, a fresh machine: control and arms from the shipped
+#                                               # supervised student (in git), the teacher retrained from scratch
 # With TEACHER, the h-* arms distil from that checkpoint into runs/aug/<arm>-<teacher run> (runs_aug.sh) and
 # t-aug, the FTANet teacher itself, is trained (resumed) to its 30 epochs first, or until its --patience stops it
 # (a run whose last metrics line says "early_stop" counts as complete), so one command carries the whole
@@ -13,8 +17,9 @@
 set -uo pipefail
 R=runs/aug
 TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}
+BTAG=${BASE:+-on-$(basename "$BASE" .pt)}       # BASE=CKPT: control and arms start there (runs_aug.sh)
 RUNS=${RUNS:-h-aug h-nosongs h-nokd h-exact}
-folder() { case $1 in h-*) echo "$1$TAG" ;; *) echo "$1" ;; esac; }
+folder() { case $1 in h-*) echo "$1$TAG$BTAG" ;; s-cont) echo "$1$BTAG" ;; *) echo "$1" ;; esac; }
 epochs() { case $1 in t-aug) echo "${TEACHER_EPOCHS:-30}" ;; *) echo "${EPOCHS:-8}" ;; esac; }
 for run in $RUNS; do
   dir=$R/$(folder "$run")

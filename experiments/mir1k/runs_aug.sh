@@ -6,6 +6,7 @@
 #   bash experiments/mir1k/runs_aug.sh test RUN             # MIR-1K test singers + robustness set reports
 set -euo pipefail
 C=data_cache; R=runs/aug
+BTAG=${BASE:+-on-$(basename "$BASE" .pt)}                # BASE=CKPT: the arms' and control's common start
 V="--val $C/mir1k-validation --val-robust $C/mir1k-robust --lr-schedule cosine"
 TRAIN_ALL="--labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled --labeled $C/mir1k-train-aug"
 SUP="--teacher random --no-kd --no-hcr --no-heads"
@@ -25,6 +26,11 @@ case "$CMD" in
   # data share one teacher-logit cache file.
   s-aug-cont) hkd-train run $SUP $TRAIN_ALL $V --init $R/s-aug/best.pt --lr 3e-4 \
            --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-aug-cont "$@" ;;
+  # BASE=CKPT: the same control and arms from another common starting point. Session 10 found a fresh machine
+  # (runs/ lost, s-aug with it) and took the shipped supervised student (s-aug-cont's weights, in git):
+  # BASE=hkdsme/weights/supervised.pt -> runs/aug/s-cont-on-supervised and runs/aug/h-*-<teacher>-on-supervised.
+  s-cont) hkd-train run $SUP $TRAIN_ALL $V --init ${BASE:?s-cont needs BASE=CKPT} --lr 3e-4 \
+           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-cont$BTAG "$@" ;;
   h-aug|h-exact|h-nosongs|h-nokd|h-nohcr)
          TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}       # TEACHER=RUN/best.pt: another teacher
          POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
@@ -40,8 +46,8 @@ case "$CMD" in
            h-nokd) KD="--teacher random --no-kd"; CACHE=""; HEADS=--no-heads ;;
          esac
          hkd-train run $KD $HCR $HEADS $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
-           --init $R/s-aug/best.pt --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
-           --out $R/$CMD$TAG "$@" ;;
+           --init ${BASE:-$R/s-aug/best.pt} --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
+           --out $R/$CMD$TAG$BTAG "$@" ;;
   # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
   # step of batch 32 on 2 CPU cores (bf16) + ~4 min of validation per epoch, so 30 x 100 steps (3,000, cosine lr)
   # is ~7.5 h here: a GPU job (--device cuda), or resumed over several sessions (append --resume; an epoch is
@@ -62,5 +68,5 @@ case "$CMD" in
   test)  RUN=${1:?usage: runs_aug.sh test RUN_DIR}
          hkd-eval report --checkpoint "$RUN/best.pt" --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" \
            --split test --cache $C/mir1k-test --out "$RUN/test-report" --no-plots ;;
-  *) echo "usage: $0 s-aug|s-aug-cont|pool|h-aug|h-exact|h-nosongs|h-nokd|h-nohcr|robust RUN_DIR|test RUN_DIR [options]"; exit 2 ;;
+  *) echo "usage: $0 s-aug|s-aug-cont|s-cont|t-aug|pool|h-aug|h-exact|h-nosongs|h-nokd|h-nohcr|robust RUN_DIR|test RUN_DIR [options]"; exit 2 ;;
 esac
