@@ -146,3 +146,40 @@ def test_export_drops_training_state_and_heads_but_keeps_the_function(tmp_path):
     with torch.no_grad():
         assert torch.equal(small(x).probs, net(x).probs)
     assert dst.stat().st_size < src.stat().st_size
+
+
+@pytest.mark.parametrize("dtype,bits", [("float16", 11), ("bfloat16", 8)])
+def test_export_in_half_precision_halves_the_file_and_rounds_each_weight_once(tmp_path, dtype, bits):
+    import torch
+
+    from hkdsme.model.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+    from hkdsme.model.teacher import FTANet
+
+    torch.manual_seed(0)
+    net = FTANet().eval()
+    for m in net.modules():                       # non-trivial BatchNorm statistics, stored as floats too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.num_batches_tracked.fill_(1234)
+    src = save_checkpoint(tmp_path / "best.pt", net, kind="teacher", config={}, feature_hash="abc")
+    full = export_checkpoint(src, tmp_path / "full.pt")
+    half = export_checkpoint(src, tmp_path / "half.pt", dtype=dtype)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    stored = torch.load(half, weights_only=True)["state_dict"]
+    assert {str(t.dtype) for k, t in stored.items() if "num_batches" not in k} == {f"torch.{dtype}"}
+    assert stored[next(k for k in stored if "num_batches" in k)].dtype == torch.int64
+    back, meta = load_checkpoint(half, expected_kind="teacher")
+    assert meta["extra"]["export_dtype"] == dtype
+    ref = net.state_dict()
+    for k, t in back.state_dict().items():
+        assert t.dtype == ref[k].dtype                      # loaded back into the fp32 network
+        if t.is_floating_point():
+            # round-to-nearest in a format of `bits` significant bits: relative error at most 2^-bits
+            # (normal numbers; float16's subnormals below 6.1e-5 are bounded absolutely instead)
+            err = (t - ref[k]).abs()
+            assert bool((err <= ref[k].abs() * 2.0 ** -bits + 6e-8).all()), k
+        else:
+            assert torch.equal(t, ref[k])
+    with pytest.raises(ValueError, match="float16"):
+        export_checkpoint(src, tmp_path / "x.pt", dtype="int8")

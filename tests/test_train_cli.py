@@ -83,3 +83,20 @@ def test_ddp_two_processes_gloo(data, tmp_path):
             assert h.attrs["rank"] == r
     assert kept == 2
     assert "kept 2 of 2" in (run / "train.log").read_text()
+
+
+def test_export_cli_writes_a_half_precision_copy(tmp_path):
+    import torch
+
+    from hkdsme.model.checkpoint import save_checkpoint
+    from hkdsme.model.student import MSNet
+
+    src = save_checkpoint(tmp_path / "best.pt", MSNet().eval(), kind="student", config={}, feature_hash="abc")
+    r = CliRunner().invoke(main, ["export", str(src), "-o", str(tmp_path / "small.pt"), "--dtype", "float16"])
+    assert r.exit_code == 0, r.output
+    assert "small.pt" in r.output
+    model, meta = load_checkpoint(tmp_path / "small.pt", expected_kind="student")
+    assert meta["extra"]["export_dtype"] == "float16" and meta["heads"] is False
+    assert next(model.parameters()).dtype == torch.float32
+    r = CliRunner().invoke(main, ["export", str(src), "-o", str(tmp_path / "x.pt"), "--dtype", "int8"])
+    assert r.exit_code != 0 and "float16" in r.output

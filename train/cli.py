@@ -113,12 +113,14 @@ def run(config_file, resume, force, labeled, unlabeled, **kw):
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="inference checkpoint to write")
-def export(checkpoint, out):
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="stored weight type (float16: half the bytes, weights rounded to 11 significant bits)")
+def export(checkpoint, out, dtype):
     """Small inference copy of CHECKPOINT (no optimiser/RNG state, no student projector heads)."""
     from hkdsme.model.checkpoint import export_checkpoint
 
     try:
-        path = export_checkpoint(checkpoint, out)
+        path = export_checkpoint(checkpoint, out, dtype=dtype)
     except InputError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
