@@ -6,7 +6,7 @@
 #   bash experiments/mir1k/runs_aug.sh test RUN             # MIR-1K test singers + robustness set reports
 set -euo pipefail
 C=data_cache; R=runs/aug
-BTAG=${BASE:+-on-$(basename "$BASE" .pt)}                # BASE=CKPT: the arms' and control's common start
+source "$(dirname "$0")/tags.sh"                          # TAG (TEACHER=CKPT) and BTAG (BASE=CKPT: common start)
 V="--val $C/mir1k-validation --val-robust $C/mir1k-robust --lr-schedule cosine"
 TRAIN_ALL="--labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled --labeled $C/mir1k-train-aug"
 SUP="--teacher random --no-kd --no-hcr --no-heads"
@@ -32,7 +32,6 @@ case "$CMD" in
   s-cont) hkd-train run $SUP $TRAIN_ALL $V --init ${BASE:?s-cont needs BASE=CKPT} --lr 3e-4 \
            --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-cont$BTAG "$@" ;;
   h-aug|h-exact|h-nosongs|h-nokd|h-nohcr)
-         TAG=${TEACHER:+-$(basename "$(dirname "$TEACHER")")}       # TEACHER=RUN/best.pt: another teacher
          POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
          KD="--teacher $R/s-aug/best.pt --student-teacher"; HEADS=--no-heads
          # the FTANet phase is the issue's full loss, CE + CGL + projector CGL + KL: the projector heads start fresh
@@ -56,8 +55,10 @@ case "$CMD" in
   # ~19 min per epoch, so every second epoch (and the last) saves ~2.5 min per epoch.
   # Session 9 resumed it after epoch 15 with PATIENCE=8 (--patience 8, kept in config.json): it stops once 8
   # epochs (4 validations) bring no better robustness-validation mean, "flat for several epochs" (issue 15).
+  # Session 11 (a fresh machine again, the session-10 run lost with it): a schedule that ends inside one session,
+  # 16 x 100 steps (1,600, cosine to zero), --val-every 2, then exported (float16) into git, experiments/mir1k/teachers.
   t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
-           --epochs ${EPOCHS:-30} --max-steps-per-epoch ${STEPS:-100} ${VAL_EVERY:+--val-every $VAL_EVERY} \
+           --epochs ${TEACHER_EPOCHS:-16} --max-steps-per-epoch ${STEPS:-100} ${VAL_EVERY:+--val-every $VAL_EVERY} \
            ${PATIENCE:+--patience $PATIENCE} \
            --out $R/t-aug "$@" ;;
   pool)  hkd-prep extract --dataset mir1k --root "${ROOT:-../shared/data/MIR-1K}" --split train \

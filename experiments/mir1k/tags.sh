@@ -1,0 +1,11 @@
+# Run-folder tags shared by runs_aug.sh and issue15.sh (sourced, not run).
+#   TEACHER=runs/aug/RUN/best.pt               -> TAG "-RUN"  (a teacher still in its run folder)
+#   TEACHER=experiments/mir1k/teachers/NAME.pt -> TAG "-NAME" (an exported teacher kept in git)
+#   BASE=path/NAME.pt                          -> BTAG "-on-NAME" (the common start of control and arms)
+teacher_tag() {
+  [[ -z ${TEACHER:-} ]] && return 0
+  local b; b=$(basename "$TEACHER" .pt)
+  case $b in best|last) echo "-$(basename "$(dirname "$TEACHER")")" ;; *) echo "-$b" ;; esac
+}
+TAG=$(teacher_tag)
+BTAG=${BASE:+-on-$(basename "$BASE" .pt)}
