@@ -8,6 +8,10 @@ set -euo pipefail
 ROOT=${ROOT:-../shared/data/MIR-1K}
 SONGS=${SONGS:-../shared/data/unlabeled-songs/audio}
 E=experiments/mir1k
+# runs/ lives outside the work tree (the next session's work tree is laid anew, while its machine may be this
+# one, handed back): a link to $RUNS_HOME, made once; an existing runs/ folder or link is left as it is.
+RUNS_HOME=${RUNS_HOME:-$HOME/hkdsme-runs}
+[[ -e runs || -L runs ]] || { mkdir -p "$RUNS_HOME" && ln -s "$RUNS_HOME" runs && echo "runs -> $RUNS_HOME"; }
 x() { echo "$(date -u +%T) hkd-prep extract $*"; hkd-prep extract "$@" --no-progress; }
 x --dataset mir1k --root "$ROOT" --split train --tracks $E/labeled_half.txt   --out data_cache/mir1k-labeled
 x --dataset mir1k --root "$ROOT" --split train --tracks $E/unlabeled_half.txt --out data_cache/mir1k-unlabeled
