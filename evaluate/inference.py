@@ -52,8 +52,8 @@ from hkdsme.pipeline import grid
 from hkdsme.pipeline.cfp import SILENCE_PEAK, log_compress, scale_, validate_audio  # noqa: F401 (re-export)
 from hkdsme.evaluate.files import format_of, predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
 from hkdsme.evaluate.models import (  # noqa: F401 (re-exported: the names this module has always had)
-    MODELS, MODELS_INDEX, NoDefaultModel, _models_index, default_checkpoint, default_model_name, model_checkpoint,
-    resolve_checkpoint,
+    MODELS, MODELS_INDEX, STUDENTS, NoDefaultModel, _models_index, default_checkpoint, default_model_name,
+    model_checkpoint, resolve_checkpoint,
 )
 from hkdsme.pipeline.errors import InputError
 

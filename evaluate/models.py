@@ -1,6 +1,7 @@
-"""The embedded models: which checkpoint a name (``"hkdsme"``, ``"supervised"``) or "the default" means.
+"""The embedded models: which checkpoint a name (``"hkdsme"``, ``"supervised"``, ``"ftanet"``) or "the default" means.
 
-The package ships named students as data (``hkdsme/weights/``) with an index ``weights/models.json``
+The package ships two named students and the FTANet teacher they learn from as data (``hkdsme/weights/``;
+the students are the fast choices, ``ftanet`` the accurate one, ~5× slower) with an index ``weights/models.json``
 (``{"default": NAME, "models": {NAME: FILE}}``, docs/model_card.md). No torch here: the parent of a many-file
 predict resolves the checkpoint before its workers load it.
 """
@@ -14,7 +15,8 @@ class NoDefaultModel(FileNotFoundError):
     """The package ships no embedded default model; pass a checkpoint."""
 
 
-MODELS = ("hkdsme", "supervised")     # the named students shipped as package data
+STUDENTS = ("hkdsme", "supervised")   # the named students shipped as package data; the default is one of them
+MODELS = STUDENTS + ("ftanet",)       # + the FTANet teacher (float16 weights): more accurate, slower
 MODELS_INDEX = "weights/models.json"  # {"default": NAME, "models": {NAME: FILE}}: which file is which, the default
 
 
@@ -34,7 +36,7 @@ def default_model_name() -> str:
 
 
 def model_checkpoint(name: str | None = None) -> Path:
-    """Path of the embedded model ``name`` (``"hkdsme"`` or ``"supervised"``; None → the default one)."""
+    """Path of the embedded model ``name`` (one of :data:`MODELS`; None → the default one)."""
     index = _models_index()
     name = index["default"] if name is None else name
     if name not in MODELS or name not in index["models"]:

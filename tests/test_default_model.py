@@ -17,7 +17,8 @@ def test_default_model_loads_as_a_small_student():
     pred = Predictor()                                    # no checkpoint: the embedded default
     assert pred.checkpoint == default_checkpoint() == I.model_checkpoint(I.default_model_name())
     assert pred.meta["kind"] == "student" and pred.meta["feature_hash"] == grid.feature_hash()
-    total = sum(I.model_checkpoint(n).stat().st_size for n in I.MODELS)
+    assert I.default_model_name() in I.STUDENTS          # the default is a fast student, never the teacher
+    total = sum(I.model_checkpoint(n).stat().st_size for n in I.STUDENTS)
     assert total < 5e6                                    # both named students together: package data budget
 
 
@@ -34,10 +35,21 @@ def test_each_named_model_loads_runs_and_finds_the_melody(name):
 
 
 def test_model_errors_name_the_valid_choices(tmp_path):
-    with pytest.raises(ValueError, match="choose one of hkdsme, supervised"):
+    with pytest.raises(ValueError, match="choose one of hkdsme, supervised, ftanet"):
         Predictor(model="best")
     with pytest.raises(ValueError, match="not both"):
         Predictor(checkpoint=default_checkpoint(), model="hkdsme")
     r = CliRunner().invoke(main, ["predict", str(tmp_path / "x.wav"), "--model", "best"])
-    assert r.exit_code != 0 and "choose one of hkdsme, supervised" in r.output
+    assert r.exit_code != 0 and "choose one of hkdsme, supervised, ftanet" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_ftanet_is_the_teacher_in_half_the_bytes():
+    import torch
+
+    path = I.model_checkpoint("ftanet")
+    payload = torch.load(path, weights_only=True, mmap=True)
+    assert payload["kind"] == "teacher" and payload["n_classes"] == 4
+    assert payload["extra"]["export_dtype"] == "float16" and "train_state" not in payload["extra"]
+    assert path.stat().st_size < 7.5e6                    # 3,389,580 parameters × 2 bytes + BatchNorm statistics
+    assert {t.dtype for t in payload["state_dict"].values() if t.is_floating_point()} == {torch.float16}

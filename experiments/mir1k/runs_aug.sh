@@ -56,7 +56,8 @@ case "$CMD" in
   # Session 9 resumed it after epoch 15 with PATIENCE=8 (--patience 8, kept in config.json): it stops once 8
   # epochs (4 validations) bring no better robustness-validation mean, "flat for several epochs" (issue 15).
   # Session 11 (a fresh machine again, the session-10 run lost with it): a schedule that ends inside one session,
-  # 16 x 100 steps (1,600, cosine to zero), --val-every 2, then exported (float16) into git, experiments/mir1k/teachers.
+  # 16 x 100 steps (1,600, cosine to zero), --val-every 2, then exported (float16) into git as the named model
+  # hkdsme/weights/ftanet.pt, which the arms read: TEACHER=hkdsme/weights/ftanet.pt (folders h-*-ftanet-*).
   t-aug) hkd-train teacher --data $C/mir1k-labeled --data $C/mir1k-unlabeled --data $C/mir1k-train-aug $V \
            --epochs ${TEACHER_EPOCHS:-16} --max-steps-per-epoch ${STEPS:-100} ${VAL_EVERY:+--val-every $VAL_EVERY} \
            ${PATIENCE:+--patience $PATIENCE} \

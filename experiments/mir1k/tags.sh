@@ -1,6 +1,6 @@
 # Run-folder tags shared by runs_aug.sh and issue15.sh (sourced, not run).
 #   TEACHER=runs/aug/RUN/best.pt               -> TAG "-RUN"  (a teacher still in its run folder)
-#   TEACHER=experiments/mir1k/teachers/NAME.pt -> TAG "-NAME" (an exported teacher kept in git)
+#   TEACHER=hkdsme/weights/NAME.pt            -> TAG "-NAME" (an exported teacher kept in git, e.g. ftanet)
 #   BASE=path/NAME.pt                          -> BTAG "-on-NAME" (the common start of control and arms)
 teacher_tag() {
   [[ -z ${TEACHER:-} ]] && return 0
