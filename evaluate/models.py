@@ -1,7 +1,7 @@
 """The embedded models: which checkpoint a name (``"hkdsme"``, ``"supervised"``, ``"ftanet"``) or "the default" means.
 
 The package ships two named students and the FTANet teacher they learn from as data (``hkdsme/weights/``;
-the students are the fast choices, ``ftanet`` the accurate one, ~5× slower) with an index ``weights/models.json``
+the students are the fast choices, ``ftanet`` the accurate one, ~4.4× slower) with an index ``weights/models.json``
 (``{"default": NAME, "models": {NAME: FILE}}``, docs/model_card.md). No torch here: the parent of a many-file
 predict resolves the checkpoint before its workers load it.
 """
