@@ -9,6 +9,8 @@
 #     RUNS="s-cont t-aug h-aug h-nosongs h-exact h-nohcr h-nokd" nohup bash experiments/mir1k/issue15.sh \
 #     > runs/aug/issue15-s10.log 2>&1 &         # session 10, a fresh machine: control and arms from the shipped
 #                                               # supervised student (in git), the teacher retrained from scratch
+#   BASE=hkdsme/weights/supervised.pt TEACHER=hkdsme/weights/ftanet.pt RUNS="h-aug h-exact h-nohcr h-nosongs h-nokd s-cont" \
+#     nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15-s12.log 2>&1 &   # from session 12: the teacher kept in git
 # With TEACHER, the h-* arms distil from that checkpoint into runs/aug/<arm>-<teacher run> (runs_aug.sh) and
 # t-aug, the FTANet teacher itself, is trained (resumed) to its 30 epochs first, or until its --patience stops it
 # (a run whose last metrics line says "early_stop" counts as complete), so one command carries the whole
