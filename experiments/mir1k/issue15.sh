@@ -19,6 +19,7 @@
 set -uo pipefail
 R=runs/aug
 source experiments/mir1k/tags.sh                 # TAG (TEACHER=CKPT), BTAG (BASE=CKPT: control and arms start there)
+source experiments/mir1k/reports.sh              # run_reports DIR: test report + robustness breakdown
 RUNS=${RUNS:-h-aug h-nosongs h-nokd h-exact}
 folder() { case $1 in h-*) echo "$1$TAG$BTAG" ;; s-cont) echo "$1$BTAG" ;; *) echo "$1" ;; esac; }
 epochs() { case $1 in t-aug) echo "${TEACHER_EPOCHS:-16}" ;; *) echo "${EPOCHS:-8}" ;; esac; }
@@ -35,13 +36,5 @@ for run in $RUNS; do
     >> "$dir.log" 2>&1 || { echo "$run failed (see $dir.log)"; [[ $run == t-aug ]] && exit 1; }
   tail -n 2 "$dir.log"
 done
-for run in $RUNS; do
-  dir=$R/$(folder "$run")
-  [[ -f $dir/best.pt && ! -f $dir/test-report/report.json ]] \
-    && bash experiments/mir1k/runs_aug.sh test "$dir" >> "$dir.log" 2>&1
-  # which robustness transforms each model loses on (issue 14: does the FTANet teacher hold up on buried voices?)
-  [[ -f $dir/best.pt && ! -f $dir/robust-breakdown.md ]] \
-    && python experiments/mir1k/robust_breakdown.py --checkpoint "$dir/best.pt" --out "$dir/robust-breakdown.md" \
-       >> "$dir.log" 2>&1
-done
+for run in $RUNS; do run_reports "$R/$(folder "$run")"; done
 echo "$(date -u +%FT%TZ) done"

@@ -10,6 +10,7 @@ set -uo pipefail
 export BASE=${BASE:-hkdsme/weights/supervised.pt} TEACHER=${TEACHER:-hkdsme/weights/ftanet.pt} STEPS=${STEPS:-150}
 R=runs/aug
 source experiments/mir1k/tags.sh
+source experiments/mir1k/reports.sh
 folder() { case $1 in h-*) echo "$1-steps$STEPS$TAG$BTAG" ;; *) echo "$1-steps$STEPS$BTAG" ;; esac; }
 RUNS=${RUNS:-s-cont h-aug}
 for run in $RUNS; do
@@ -23,12 +24,5 @@ for run in $RUNS; do
     >> "$dir.log" 2>&1 || echo "$run failed (see $dir.log)"
   tail -n 2 "$dir.log"
 done
-for run in $RUNS; do
-  dir=$R/$(folder "$run")
-  [[ -f $dir/best.pt && ! -f $dir/test-report/report.json ]] \
-    && bash experiments/mir1k/runs_aug.sh test "$dir" >> "$dir.log" 2>&1
-  [[ -f $dir/best.pt && ! -f $dir/robust-breakdown.md ]] \
-    && python experiments/mir1k/robust_breakdown.py --checkpoint "$dir/best.pt" --out "$dir/robust-breakdown.md" \
-       >> "$dir.log" 2>&1
-done
+for run in $RUNS; do run_reports "$R/$(folder "$run")"; done
 echo "$(date -u +%FT%TZ) done"
