@@ -11,6 +11,7 @@
 #                                               # supervised student (in git), the teacher retrained from scratch
 #   BASE=hkdsme/weights/supervised.pt TEACHER=hkdsme/weights/ftanet.pt RUNS="h-aug h-exact h-nohcr h-nosongs h-nokd s-cont" \
 #     nohup bash experiments/mir1k/issue15.sh > runs/aug/issue15-s12.log 2>&1 &   # from session 12: the teacher kept in git
+#   STEPS=150 RUNS="s-cont h-aug" ... issue15.sh   # a longer budget, folders <run>-steps150...: long_kd.sh
 # With TEACHER, the h-* arms distil from that checkpoint into runs/aug/<arm>-<teacher run> (runs_aug.sh) and
 # t-aug, the FTANet teacher itself, is trained (resumed) to its 30 epochs first, or until its --patience stops it
 # (a run whose last metrics line says "early_stop" counts as complete), so one command carries the whole
@@ -19,9 +20,8 @@
 set -uo pipefail
 R=runs/aug
 source experiments/mir1k/tags.sh                 # TAG (TEACHER=CKPT), BTAG (BASE=CKPT: control and arms start there)
-source experiments/mir1k/reports.sh              # run_reports DIR: test report + robustness breakdown
 RUNS=${RUNS:-h-aug h-nosongs h-nokd h-exact}
-folder() { case $1 in h-*) echo "$1$TAG$BTAG" ;; s-cont) echo "$1$BTAG" ;; *) echo "$1" ;; esac; }
+folder() { case $1 in h-*) echo "$1$STAG$TAG$BTAG" ;; s-cont) echo "$1$STAG$BTAG" ;; *) echo "$1" ;; esac; }
 epochs() { case $1 in t-aug) echo "${TEACHER_EPOCHS:-16}" ;; *) echo "${EPOCHS:-8}" ;; esac; }
 for run in $RUNS; do
   dir=$R/$(folder "$run")
@@ -36,5 +36,13 @@ for run in $RUNS; do
     >> "$dir.log" 2>&1 || { echo "$run failed (see $dir.log)"; [[ $run == t-aug ]] && exit 1; }
   tail -n 2 "$dir.log"
 done
-for run in $RUNS; do run_reports "$R/$(folder "$run")"; done
+for run in $RUNS; do
+  dir=$R/$(folder "$run")
+  [[ -f $dir/best.pt && ! -f $dir/test-report/report.json ]] \
+    && bash experiments/mir1k/runs_aug.sh test "$dir" >> "$dir.log" 2>&1
+  # which robustness transforms each model loses on (issue 14: does the FTANet teacher hold up on buried voices?)
+  [[ -f $dir/best.pt && ! -f $dir/robust-breakdown.md ]] \
+    && python experiments/mir1k/robust_breakdown.py --checkpoint "$dir/best.pt" --out "$dir/robust-breakdown.md" \
+       >> "$dir.log" 2>&1
+done
 echo "$(date -u +%FT%TZ) done"

@@ -6,7 +6,7 @@
 #   bash experiments/mir1k/runs_aug.sh test RUN             # MIR-1K test singers + robustness set reports
 set -euo pipefail
 C=data_cache; R=runs/aug
-source "$(dirname "$0")/tags.sh"                          # TAG (TEACHER=CKPT) and BTAG (BASE=CKPT: common start)
+source "$(dirname "$0")/tags.sh"                          # TAG (TEACHER=CKPT), BTAG (BASE=CKPT: common start), STAG (STEPS=N)
 V="--val $C/mir1k-validation --val-robust $C/mir1k-robust --lr-schedule cosine"
 TRAIN_ALL="--labeled $C/mir1k-labeled --labeled $C/mir1k-unlabeled --labeled $C/mir1k-train-aug"
 SUP="--teacher random --no-kd --no-hcr --no-heads"
@@ -30,7 +30,7 @@ case "$CMD" in
   # (runs/ lost, s-aug with it) and took the shipped supervised student (s-aug-cont's weights, in git):
   # BASE=hkdsme/weights/supervised.pt -> runs/aug/s-cont-on-supervised and runs/aug/h-*-<teacher>-on-supervised.
   s-cont) hkd-train run $SUP $TRAIN_ALL $V --init ${BASE:?s-cont needs BASE=CKPT} --lr 3e-4 \
-           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-cont$BTAG "$@" ;;
+           --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} --out $R/s-cont$STAG$BTAG "$@" ;;
   h-aug|h-exact|h-nosongs|h-nokd|h-nohcr)
          POOL="--unlabeled $C/unlabeled-songs --unlabeled $C/mir1k-pool-aug"; TOL=2; CACHE=$R/teacher-cache-pool$TAG.h5
          KD="--teacher $R/s-aug/best.pt --student-teacher"; HEADS=--no-heads
@@ -46,7 +46,7 @@ case "$CMD" in
          esac
          hkd-train run $KD $HCR $HEADS $TRAIN_ALL $POOL --hcr-tolerance $TOL ${CACHE:+--teacher-cache $CACHE} $V \
            --init ${BASE:-$R/s-aug/best.pt} --lr 3e-4 --epochs ${EPOCHS:-8} --max-steps-per-epoch ${STEPS:-60} \
-           --out $R/$CMD$TAG$BTAG "$@" ;;
+           --out $R/$CMD$STAG$TAG$BTAG "$@" ;;
   # The FTANet teacher on the same augmented labeled data, selected like the students (issues 14/15): ~6.7 s per
   # step of batch 32 on 2 CPU cores (bf16) + ~4 min of validation per epoch, so 30 x 100 steps (3,000, cosine lr)
   # is ~7.5 h here: a GPU job (--device cuda), or resumed over several sessions (append --resume; an epoch is
