@@ -16,7 +16,8 @@ class NoDefaultModel(FileNotFoundError):
 
 
 STUDENTS = ("hkdsme", "supervised")   # the named students shipped as package data; the default is one of them
-MODELS = STUDENTS + ("ftanet",)       # + the FTANet teacher (float16 weights): more accurate, slower
+MODELS = STUDENTS + ("ftanet", "msnet-vocal")   # + the FTANet teacher (float16 weights): more accurate, slower;
+# + the published MSNet vocal network (Hsieh et al. 2019; MIT, trained on MedleyDB; float16 weights), a peer
 MODELS_INDEX = "weights/models.json"  # {"default": NAME, "models": {NAME: FILE}}: which file is which, the default
 
 

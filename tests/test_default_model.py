@@ -53,3 +53,14 @@ def test_ftanet_is_the_teacher_in_half_the_bytes():
     assert payload["extra"]["export_dtype"] == "float16" and "train_state" not in payload["extra"]
     assert path.stat().st_size < 7.5e6                    # 3,389,580 parameters × 2 bytes + BatchNorm statistics
     assert {t.dtype for t in payload["state_dict"].values() if t.is_floating_point()} == {torch.float16}
+
+
+def test_msnet_vocal_ships_with_its_mit_licence():
+    import torch
+
+    path = I.model_checkpoint("msnet-vocal")
+    payload = torch.load(path, weights_only=True, mmap=True)
+    assert payload["n_classes"] == 1 and payload["extra"]["export_dtype"] == "float16"
+    assert "MIT License" in payload["extra"]["license"]
+    licence = (path.parent / "LICENSE-msnet-vocal.txt").read_text(encoding="utf-8")
+    assert "Copyright (c) 2019 Bill Hsieh" in licence and "MIT License" in licence

@@ -142,6 +142,23 @@ def plot(runs, out, labels, title):
     click.echo(f"wrote {path}")
 
 
+@main.command("import-msnet")
+@click.argument("state_dict", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="hkdsme checkpoint to write")
+@click.option("--license", "license_file", type=click.Path(exists=True, dir_okay=False),
+              help="the weights' MIT licence text [default: LICENSE beside STATE_DICT]")
+def import_msnet(state_dict, out, license_file):
+    """The published MSNet vocal weights (MSnet_vocal.pth) as a melody-only student checkpoint."""
+    from hkdsme.model.msnet_vocal import write_checkpoint
+
+    try:
+        text = open(license_file, encoding="utf-8").read() if license_file else None
+        path = write_checkpoint(state_dict, out, license_text=text)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{path}: MSNet vocal, 1 output channel (melody), {path.stat().st_size / 1e6:.2f} MB")
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True, help="demo folder")
 @click.option("--jobs", type=int, default=2, show_default=True, help="feature extraction workers")

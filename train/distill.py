@@ -47,6 +47,7 @@ import torch
 
 from hkdsme.model import runtime
 from hkdsme.model.checkpoint import build_model, load_checkpoint
+from hkdsme.model.ensemble import TeacherEnsemble, ensemble_key, is_ensemble_spec, load_ensemble
 from hkdsme.model.teacher import FTANet
 from hkdsme.pipeline import labels
 from hkdsme.pipeline.errors import InputError
@@ -98,12 +99,16 @@ class DistillTrainer(Trainer):
         if spec == "random":
             torch.manual_seed(int(self.cfg["seed"]))
             return build_model("teacher", n_classes=4), f"random-{self.cfg['seed']}"
+        if is_ensemble_spec(spec):
+            return load_ensemble(spec, expected_feature_hash=self.feature_hash), ensemble_key(spec)
         model, _ = load_checkpoint(spec, expected_feature_hash=self.feature_hash, map_location="cpu")
         return model, file_hash(spec)
 
     def _check_teacher(self):
         spec = self.cfg["teacher"]
-        if spec != "random":
+        if is_ensemble_spec(spec):
+            load_ensemble(spec, expected_feature_hash=self.feature_hash)
+        elif spec != "random":
             load_checkpoint(spec, expected_feature_hash=self.feature_hash, map_location="cpu")
 
     def _cache_key(self, teacher_hash: str) -> dict:
@@ -128,7 +133,7 @@ class DistillTrainer(Trainer):
                          f"{len(self.unl) if self.unl is not None else 0} unlabeled segments → {path}")
                 teacher = teacher.to(self.device)
                 t_cl = bool(self.cfg["channels_last"]) and runtime.use_channels_last(
-                    self.device, "teacher" if isinstance(teacher, FTANet) else "student", self.precision)
+                    self.device, "teacher" if isinstance(teacher, (FTANet, TeacherEnsemble)) else "student", self.precision)
                 if t_cl:
                     teacher = teacher.to(memory_format=torch.channels_last)
                 sets = {"labeled": self.lab, **({"unlabeled": self.unl} if self.unl is not None else {})}

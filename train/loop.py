@@ -309,6 +309,15 @@ class Trainer:
         with heads from its trunk, the heads keeping their fresh (seeded) initialisation; a checkpoint's heads
         are left out of a ``--no-heads`` run. Either way the log says so."""
         net, _ = ckpt.load_checkpoint(path, expected_feature_hash=self.feature_hash, expected_kind=self.kind)
+        if net.n_classes == 1 and getattr(model, "n_classes", 1) > 1:
+            # a melody-only network (e.g. MSNet vocal) into a harmonic student: its output convolutions fill
+            # channel 0 (melody); the harmonic channels and the projector heads keep their fresh initialisation
+            from hkdsme.model.msnet_vocal import melody_to_harmonic
+
+            model.load_state_dict(melody_to_harmonic(net.state_dict(), model), strict=True)
+            self.log(f"initialised from {path}: melody network into channel 0; harmonic channels"
+                     f"{' and projector heads' if getattr(model, 'heads', False) else ''} initialised fresh")
+            return
         state, note, fresh = net.state_dict(), "", set()
         mine, theirs = bool(getattr(model, "heads", False)), bool(getattr(net, "heads", False))
         if mine != theirs:

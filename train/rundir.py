@@ -62,7 +62,18 @@ def check_checkpoints(command: str, cfg: dict) -> None:
     kind = KIND_OF[command]
     teacher = cfg.get("teacher") or ""
     if command == "distill" and cfg.get("kd") and teacher and teacher != "random":
-        if cfg.get("student_teacher"):
+        from hkdsme.model.ensemble import is_ensemble_spec, parse_spec
+
+        if is_ensemble_spec(teacher):
+            # members of any kind (e.g. ftanet + the one-channel MSNet vocal); the harmonic channels need one
+            # member with the 4-class output
+            try:
+                members = parse_spec(teacher)
+            except ValueError as e:
+                raise InputError(None, str(e)) from None
+            if max(read_meta(p)["n_classes"] for p, _ in members) != 4:
+                raise InputError(None, f"ensemble teacher {teacher!r}: no member has the 4-class harmonic output")
+        elif cfg.get("student_teacher"):
             # any network with the 4-class harmonic output can teach (e.g. the best supervised student)
             meta = read_meta(teacher)
             if meta["n_classes"] != 4:
@@ -74,6 +85,6 @@ def check_checkpoints(command: str, cfg: dict) -> None:
     if init:
         meta = read_meta(init, expected_kind=kind)
         want = 4 if cfg.get("harmonic", True) else 1
-        if meta["n_classes"] != want:
+        if meta["n_classes"] != want and meta["n_classes"] != 1:   # a melody-only net warm-starts channel 0
             raise InputError(init, f"--init checkpoint has {meta['n_classes']} output classes, this run trains "
                                    f"{want} ({'--harmonic' if want == 4 else '--no-harmonic'})")
