@@ -6,7 +6,7 @@ written atomically as soon as it is ready, and a bad input costs only its own ou
 worker processes (``jobs > 1`` on a CPU, :mod:`hkdsme.evaluate.parallel`) and no ``predictor`` is passed, this
 process never loads torch or a network: it resolves the checkpoint, hands out the files and writes what comes
 back (the workers build the network). On a 2-core CPU that saves the 1.3–1.5 s of one core that importing torch
-and loading the model here would cost before any worker could start (docs/results.md, session 7).
+and loading the model here would cost before any worker could start (docs/benchmarks.md).
 """
 from __future__ import annotations
 

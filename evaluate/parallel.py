@@ -4,7 +4,7 @@ One job: run whole files (decode + CFP + network + decoder) in ``jobs`` worker p
 ``usable cores // jobs`` torch threads each, instead of one process whose threads share every stage. On a
 2-core CPU the single-process path leaves cores idle in the serial parts (audio decoding, CFP's numba loops,
 SELU / batch norm / unpooling between the convolutions); two 1-thread workers keep both busy
-(docs/results.md, issue 13: measured on real songs). Results are the same numbers as the single-process path
+(docs/benchmarks.md: measured on real songs). Results are the same numbers as the single-process path
 (the convolutions give identical outputs with 1 or 2 threads; `tests/test_parallel.py`).
 
 Workers come from a loky executor (joblib's process backend): fresh interpreters (a forked child of a process
