@@ -429,12 +429,12 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
     ``return_confidence``, ``(times, f0, confidence)``.
 
     ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
-    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by name,
-    ``"hkdsme"`` or ``"supervised"`` (docs/model_card.md); neither → the embedded default. The network is
-    loaded once per process and reused by later calls with the same arguments. ``decode``: ``"voicing"``
-    (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5; 0 → every
-    frame voiced, f0 = the pitch candidate of each frame) or ``"argmax"`` (the paper's). ``precision``:
-    ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
+    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by
+    name, ``"hkdsme"``, ``"supervised"`` or ``"ftanet"`` (docs/model_card.md); neither → the embedded default.
+    The network is loaded once per process and reused by later calls with the same arguments. ``decode``:
+    ``"voicing"`` (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ,
+    else 0.5; 0 → every frame voiced, f0 = the pitch candidate of each frame) or ``"argmax"`` (the paper's).
+    ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
 
     ``confidence`` (float32, one per frame): the voicing probability ``1 − p(unvoiced row)`` of the melody
     channel — exactly what the voicing decoder compares with θ; the same quantity under ``decode="argmax"``.

@@ -237,3 +237,17 @@ def test_a_predictor_or_the_settings_never_both(ckpt, tmp_path):
         predict_files([path], ckpt, predictor=pred, progress=False)
     written, failed = predict_files([path], predictor=pred, out_dir=tmp_path / "o", progress=False)
     assert failed == {} and written[path].is_file()
+
+
+def test_worker_processes_write_the_same_confidence(ckpt, tmp_path):
+    paths = []
+    for i, sec in enumerate((1.5, 1.0)):
+        paths.append(tmp_path / f"s{i}.wav")
+        sf.write(paths[-1], _song(sec), 16000)
+    outs = {j: [tmp_path / f"j{j}" / f"s{i}.f0.csv" for i in range(2)] for j in (1, 2)}
+    for jobs, out in outs.items():
+        written, failed = hkdsme.predict_from_files_to_files(paths, out, checkpoint=ckpt, precision="fp32",
+                                                             confidence=True, jobs=jobs)
+        assert failed == {} and len(written) == 2
+    for a, b in zip(outs[1], outs[2]):
+        assert a.read_bytes() == b.read_bytes() and a.read_text().startswith("time,f0,confidence\n")
