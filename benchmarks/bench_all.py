@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import step_ms  # noqa: E402
 from bench_predict import audio  # noqa: E402
 
-from hkdsme.evaluate.predict import Predictor, streamed_cfp  # noqa: E402
+from hkdsme.evaluate.inference import Predictor, streamed_cfp  # noqa: E402
 from hkdsme.model import runtime  # noqa: E402
 from hkdsme.model.checkpoint import build_model, save_checkpoint  # noqa: E402
 from hkdsme.pipeline import grid  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hkdsme.evaluate.predict import Predictor, streamed_cfp
+from hkdsme.evaluate.inference import Predictor, streamed_cfp
 from hkdsme.model.checkpoint import build_model, save_checkpoint
 from hkdsme.pipeline import grid
 

@@ -16,9 +16,9 @@ def _inference_options(f):
                      help="auto = bf16 where the hardware runs it natively, else fp32."),
         click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
                      help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's."),
-        click.option("--voicing-threshold", default=None,
-                     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                     help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5)."),
+        click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, max_open=True),
+                     help="θ of the voicing decoder (default: the checkpoint's calibrated value, else 0.5; "
+                          "0 = every frame voiced, its best pitch)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -87,14 +87,18 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=str),
               help="Output folder (default: next to each audio file).")
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))
-@click.option("--plot", is_flag=True, help="Also write <name>.f0.png (contour over the CFP spectrum).")
+@click.option("--confidence", is_flag=True,
+              help="Add the per-frame voicing probability 1 - p(unvoiced) (0..1; voiced iff >= the threshold): "
+                   "a confidence column in csv, the confidence field in jams (mirex has none).")
+@click.option("--plot", is_flag=True,
+              help="Also write <name>.f0.png (contour over the CFP spectrum, confidence lane below).")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files (default: an existing output is refused and that input fails).")
 @click.option("--jobs", default=None, type=click.IntRange(min=1),
               help="Worker processes for many files (default: one per core on a CPU, at most 4; same output).")
 @_inference_options
-def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, jobs, device, batch_size, precision, decode,
-            voicing_threshold):
+def predict(audio, checkpoint, model, out_dir, fmt, confidence, plot, overwrite, jobs, device, batch_size, precision,
+            decode, voicing_threshold):
     """Melody f0 every 10 ms of each AUDIO file or folder (0 Hz = unvoiced).
 
     Bad files, and outputs that exist (without --overwrite) or cannot be written, are reported and skipped;
@@ -104,7 +108,8 @@ def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, jobs, devic
     from hkdsme.evaluate.predict import predict_files
 
     try:
-        written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, plot=plot,
+        written, failed = predict_files(list(audio), checkpoint, out_dir=out_dir, fmt=fmt, confidence=confidence,
+                                        plot=plot,
                                         device=device, batch_size=batch_size, precision=precision, decode=decode,
                                         voicing_threshold=voicing_threshold, overwrite=overwrite, model=model,
                                         jobs=jobs)

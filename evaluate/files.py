@@ -6,7 +6,7 @@ written atomically as soon as it is ready, and a bad input costs only its own ou
 worker processes (``jobs > 1`` on a CPU, :mod:`hkdsme.evaluate.parallel`) and no ``predictor`` is passed, this
 process never loads torch or a network: it resolves the checkpoint, hands out the files and writes what comes
 back (the workers build the network). On a 2-core CPU that saves the 1.3–1.5 s of one core that importing torch
-and loading the model here would cost before any worker could start (docs/results.md, session 7).
+and loading the model here would cost before any worker could start (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -22,20 +22,38 @@ def format_of(path) -> str:
     return "jams" if name.endswith(".jams") else "mirex" if name.endswith(".txt") else "csv"
 
 
+# the network settings and their defaults: a caller passes these or a loaded predictor, never both
+SETTINGS = dict(checkpoint=None, device="cpu", batch_size=None, precision="auto", decode="voicing",
+                voicing_threshold=None, model=None)
+
+
+def check_network(predictor, settings: dict) -> None:
+    """ValueError if both a loaded ``predictor`` and any network setting other than its default (:data:`SETTINGS`)
+    are given: the loaded network already fixes them, so they would be ignored."""
+    given = [k for k, v in settings.items() if v != SETTINGS[k]]
+    if predictor is not None and given:
+        raise ValueError(f"pass a loaded predictor or the network settings, not both (got a predictor and "
+                         f"{', '.join(given)})")
+
+
 def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", batch_size: int | None = None,
                                 precision: str = "auto", decode: str = "voicing",
                                 voicing_threshold: float | None = None, model: str | None = None, *,
-                                fmt: str | None = None, plots=None, overwrite: bool = True, predictor=None,
-                                prefetch: bool = True, jobs: int = 1, on_result=None) -> tuple[dict, dict]:
+                                fmt: str | None = None, confidence: bool = False, plots=None,
+                                overwrite: bool = True, predictor=None, prefetch: bool = True, jobs: int = 1,
+                                on_result=None) -> tuple[dict, dict]:
     """Melody of each audio file ``paths[i]`` written to ``outputs[i]`` (atomically).
 
-    ``fmt``: csv, mirex or jams; None → from each output's name (:func:`format_of`). ``plots``: None, or one PNG
-    path per input (contour over the CFP spectrum). ``overwrite=False`` refuses an output that already exists.
+    ``fmt``: csv, mirex or jams; None → from each output's name (:func:`format_of`). ``confidence``: also write
+    the per-frame voicing probability ``1 − p(unvoiced)`` (a ``confidence`` column in csv, the ``confidence``
+    field in jams; mirex has no place for it: ValueError). ``plots``: None, or one PNG path per input (contour
+    over the CFP spectrum, confidence lane below). ``overwrite=False`` refuses an output that already exists.
     A bad input (missing, undecodable, silent, too short) or an output that cannot be written (existing with
     ``overwrite=False``, read-only folder, a file where a folder should be) is recorded with a one-line reason
     and the other files still run. ``on_result(path, output or None, reason or None)`` is called after each file,
     in the order files finish. ``jobs``: worker processes for the files (same results as one process).
-    ``predictor``: a loaded :class:`~hkdsme.evaluate.inference.Predictor` to use instead of the other settings.
+    The network: the settings ``checkpoint`` … ``model`` (as :func:`~hkdsme.evaluate.inference.extract_melody`),
+    or ``predictor``, a loaded :class:`~hkdsme.evaluate.inference.Predictor` — not both (ValueError).
 
     Returns ``(written, failed)``: ``{input: output path}`` and ``{input: reason}``, both in input order.
     """
@@ -49,8 +67,11 @@ def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", b
         raise ValueError(f"{len(paths)} input(s) but {len(plots)} plot path(s)")
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    settings = dict(checkpoint=checkpoint, model=model, device=device, batch_size=batch_size, precision=precision,
-                    decode=decode, voicing_threshold=voicing_threshold)
+    if confidence and any((fmt or format_of(o)) == "mirex" for o in outputs):
+        raise ValueError("the mirex format has no confidence column (time and f0 only); use csv or jams")
+    settings = dict(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
+                    decode=decode, voicing_threshold=voicing_threshold, model=model)
+    check_network(predictor, settings)
     done: dict[int, tuple[Path | None, str | None]] = {}          # input index → (output, reason)
     todo = []
     for i, (p, o) in enumerate(zip(paths, outputs)):
@@ -61,19 +82,23 @@ def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", b
                 on_result(p, None, why)
         else:
             todo.append(i)
-    for k, path, res in _results([paths[i] for i in todo], plots is not None, predictor, settings, prefetch, jobs):
+    want_conf = confidence or plots is not None                    # the plot draws the confidence lane
+    for k, path, res in _results([paths[i] for i in todo], plots is not None, want_conf, predictor, settings,
+                                 prefetch, jobs):
         i = todo[k]
         out, why = outputs[i], None
         if isinstance(res, InputError):
             out, why = None, res.reason
         else:
-            times, f0 = res[0], res[1]
+            times, f0, conf = res[0], res[1], (res[2] if want_conf else None)
             try:
-                write_melody(out, times, f0, fmt or format_of(out), source=path.name)
+                write_melody(out, times, f0, fmt or format_of(out), confidence=conf if confidence else None,
+                             source=path.name)
                 if plots is not None:
                     from hkdsme.evaluate.plots import plot_track
 
-                    plot_track(plots[i], res[2], {"estimate": (times, f0)}, title=path.name)
+                    plot_track(plots[i], res[-1], {"estimate": (times, f0)}, confidence=(times, conf),
+                               title=path.name)
             except OSError as e:
                 out, why = None, f"cannot write {out}: {_os_reason(e)}"
         done[i] = (out, why)
@@ -84,8 +109,9 @@ def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", b
     return written, failed
 
 
-def _results(paths, want_spec: bool, predictor, settings: dict, prefetch: bool, jobs: int):
-    """Yield ``(k, paths[k], result or InputError)`` for every path, in the order they finish."""
+def _results(paths, want_spec: bool, want_conf: bool, predictor, settings: dict, prefetch: bool, jobs: int):
+    """Yield ``(k, paths[k], result or InputError)`` for every path, in the order they finish; a result is
+    ``(times, f0[, confidence][, spectrum])``."""
     from hkdsme.model.runtime import default_threads, device_type
 
     jobs = min(int(jobs), len(paths))
@@ -96,16 +122,14 @@ def _results(paths, want_spec: bool, predictor, settings: dict, prefetch: bool, 
         spec = {k: v for k, v in settings.items() if k != "model"}      # Predictor(**spec) in each worker
         spec["checkpoint"] = str(resolve_checkpoint(settings["checkpoint"], settings["model"]))
         yield from predict_parallel(spec, paths, jobs, max(1, default_threads() // jobs),
-                                    return_spectrum=want_spec, ordered=False)
+                                    return_confidence=want_conf, return_spectrum=want_spec, ordered=False)
         return
     if predictor is None:
         from hkdsme.evaluate.inference import _cached_predictor
 
-        predictor = _cached_predictor(settings["checkpoint"], settings["device"], settings["batch_size"],
-                                      settings["precision"], settings["decode"], settings["voicing_threshold"],
-                                      settings["model"])
-    for k, (path, res) in enumerate(predictor.predict_many(paths, return_spectrum=want_spec, prefetch=prefetch,
-                                                           jobs=jobs)):
+        predictor = _cached_predictor(**settings)
+    for k, (path, res) in enumerate(predictor.predict_many(paths, return_confidence=want_conf,
+                                                           return_spectrum=want_spec, prefetch=prefetch, jobs=jobs)):
         yield k, path, res
 
 

@@ -1,7 +1,8 @@
 """Inference API: melody f0 of any audio, every 10 ms (import ``hkdsme.evaluate.inference``).
 
 A ladder in the style of torchcrepe; each rung returns or writes ``(times, f0)`` (float64, f0 in Hz, 0 = unvoiced,
-frame ``i`` at ``(i + 1)·10 ms``) and shares the per-process cache of loaded networks:
+frame ``i`` at ``(i + 1)·10 ms``), plus on request the per-frame confidence ``1 − p(unvoiced)`` (float32), and
+shares the per-process cache of loaded networks:
 
 - :func:`predict` ``(audio, sr, ...)``: an array with its sample rate (resampled to 8 kHz, channels averaged);
 - :func:`predict_from_file` ``(path, ...)``: any file ``pipeline.audio`` decodes;
@@ -34,14 +35,15 @@ Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame `
 4. Decoding (:mod:`hkdsme.model.decode`): by default the voicing decoder — voiced iff ``1 − p(row 0) ≥ θ``
    (θ stored in the checkpoint by calibration, else 0.5), pitch = sub-bin refined argmax over rows 1..320;
    ``decode="argmax"`` gives the paper's ``k = argmax`` over all 321 rows, ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
+   The confidence (``return_confidence=True``) is ``1 − p(row 0)`` under either decoder, from the same pass.
 
 There is no silent fallback to a random network: without ``checkpoint`` the package's embedded default model
-``hkdsme/weights/default.pt`` is used, and if it is absent :class:`NoDefaultModel` says how to get one.
+(:mod:`hkdsme.evaluate.models`) is used, and if it is absent
+:class:`~hkdsme.evaluate.models.NoDefaultModel` says how to get one.
 """
 from __future__ import annotations
 
 import math
-from importlib import resources  # noqa: F401 (re-exported: tests patch resources.files)
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +51,9 @@ import torch
 
 from hkdsme.model.runtime import autocast
 from hkdsme.pipeline import grid
-from hkdsme.pipeline.cfp import SILENCE_PEAK, log_compress, scale_, validate_audio  # noqa: F401 (re-export)
-from hkdsme.evaluate.files import format_of, predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
-from hkdsme.evaluate.models import (  # noqa: F401 (re-exported: the names this module has always had)
-    MODELS, MODELS_INDEX, STUDENTS, NoDefaultModel, _models_index, default_checkpoint, default_model_name,
-    model_checkpoint, resolve_checkpoint,
-)
+from hkdsme.pipeline.cfp import log_compress, scale_, validate_audio
+from hkdsme.evaluate.files import predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
+from hkdsme.evaluate.models import resolve_checkpoint
 from hkdsme.pipeline.errors import InputError
 
 DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
@@ -253,27 +252,43 @@ class Predictor:
             h[a:a + n] = hh.reshape(-1)[:n].cpu().numpy()
         return v, h
 
-    def f0_from_features(self, feats: np.ndarray) -> np.ndarray:
-        """(3, 320, T) normalised CFP → (T,) f0 in Hz (0 = unvoiced) with this predictor's decoder."""
-        from hkdsme.model.decode import bins_to_hz, f0_from_voicing
+    def f0_from_features(self, feats: np.ndarray, return_confidence: bool = False):
+        """(3, 320, T) normalised CFP → (T,) f0 in Hz (0 = unvoiced) with this predictor's decoder; with
+        ``return_confidence``, ``(f0, confidence)``: also the (T,) float32 voicing probability ``1 − p(row 0)``."""
+        f0, conf = self._decode(feats, return_confidence)
+        return (f0, conf) if return_confidence else f0
+
+    def _decode(self, feats: np.ndarray, want_conf: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(f0, confidence or None)`` of (3, 320, T) features, from one network pass."""
+        from hkdsme.model.decode import (bins_from_output, bins_to_hz, f0_from_voicing, voicing_and_pitch,
+                                         voicing_probability)
 
         feats = np.asarray(feats, dtype=np.float32)
-        if self.decode == "argmax":
-            return np.asarray(bins_to_hz(self.bins_from_features(feats)), dtype=np.float64)
-        v, h = self.voicing_from_features(feats)
-        return f0_from_voicing(v, h, self.voicing_threshold)
+        f0 = np.zeros(feats.shape[-1], dtype=np.float64)
+        conf = np.zeros(feats.shape[-1], dtype=np.float32)     # the voicing decoder needs it either way
+        for a, n, logits in self._segment_logits(feats):
+            if self.decode == "argmax":
+                f0[a:a + n] = bins_to_hz(bins_from_output(logits).reshape(-1)[:n].cpu().numpy())
+                if want_conf:
+                    conf[a:a + n] = voicing_probability(logits).reshape(-1)[:n].cpu().numpy()
+            else:
+                v, h = voicing_and_pitch(logits)
+                conf[a:a + n] = v.reshape(-1)[:n].cpu().numpy()
+                f0[a:a + n] = f0_from_voicing(conf[a:a + n], h.reshape(-1)[:n].cpu().numpy(), self.voicing_threshold)
+        return f0, (conf if want_conf else None)
 
-    def predict_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(3, 320, T) normalised CFP → ``(times, f0)`` on the 10 ms grid, f0 in Hz, 0 = unvoiced."""
-        f0 = self.f0_from_features(feats)
-        return grid.frame_times(f0.size), f0
+    def predict_features(self, feats: np.ndarray, return_confidence: bool = False):
+        """(3, 320, T) normalised CFP → ``(times, f0[, confidence])`` on the 10 ms grid, f0 in Hz, 0 = unvoiced."""
+        f0, conf = self._decode(feats, return_confidence)
+        return (grid.frame_times(f0.size), f0) + ((conf,) if return_confidence else ())
 
-    def predict_audio(self, x, *, path=None, return_spectrum: bool = False):
-        """8 kHz mono audio → ``(times, f0)`` (+ the normalised spectrum channel (320, T) if ``return_spectrum``).
+    def predict_audio(self, x, *, path=None, return_confidence: bool = False, return_spectrum: bool = False):
+        """8 kHz mono audio → ``(times, f0)``, then the (T,) float32 voicing probability ``1 − p(unvoiced)`` if
+        ``return_confidence``, then the normalised spectrum channel (320, T) if ``return_spectrum``.
 
         Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
         """
-        return self._back(self._front(x, path), return_spectrum)
+        return self._back(self._front(x, path), return_spectrum, return_confidence)
 
     def _front(self, x, path=None, threads: int | None = None):
         """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP
@@ -287,20 +302,21 @@ class Predictor:
             raise InputError(path, e.reason) from None
         return x, n, feats, path
 
-    def _back(self, front, want_spec: bool):
-        """Second stage: the network (and, for long audio, the two-pass CFP) → ``(times, f0[, spectrum])``."""
+    def _back(self, front, want_spec: bool, want_conf: bool = False):
+        """Second stage: the network (and, for long audio, the two-pass CFP) →
+        ``(times, f0[, confidence][, spectrum])``."""
         x, n, feats, path = front
         try:
             if feats is not None:
-                f0, spec = self.f0_from_features(feats), (feats[0].copy() if want_spec else None)
+                (f0, conf), spec = self._decode(feats, want_conf), (feats[0].copy() if want_spec else None)
             else:
-                f0, spec = self._two_pass(x, n, want_spec)
+                f0, conf, spec = self._two_pass(x, n, want_spec, want_conf)
         except InputError as e:
             raise InputError(path, e.reason) from None
-        out = (grid.frame_times(n), np.asarray(f0, dtype=np.float64))
-        return out + (spec,) if want_spec else out
+        return (grid.frame_times(n), np.asarray(f0, dtype=np.float64)) + ((conf,) if want_conf else ()) + (
+            (spec,) if want_spec else ())
 
-    def _two_pass(self, x, n, want_spec):
+    def _two_pass(self, x, n, want_spec, want_conf):
         lo = np.full(3, np.inf, dtype=np.float32)
         hi = np.full(3, -np.inf, dtype=np.float32)
         for _, raw in raw_cfp_blocks(x, self.block_frames):
@@ -308,24 +324,29 @@ class Predictor:
             np.minimum(lo, blo, out=lo)
             np.maximum(hi, bhi, out=hi)
         f0 = np.empty(n, dtype=np.float64)
+        conf = np.empty(n, dtype=np.float32) if want_conf else None
         spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
         for a, raw in raw_cfp_blocks(x, self.block_frames):
             v = scale_(log_compress(raw), lo, hi)
-            f0[a:a + v.shape[-1]] = self.f0_from_features(v)
+            b = a + v.shape[-1]
+            f0[a:b], c = self._decode(v, want_conf)
+            if want_conf:
+                conf[a:b] = c
             if want_spec:
-                spec[:, a:a + v.shape[-1]] = v[0]
-        return f0, spec
+                spec[:, a:b] = v[0]
+        return f0, conf, spec
 
-    def predict_file(self, path, *, return_spectrum: bool = False):
+    def predict_file(self, path, *, return_confidence: bool = False, return_spectrum: bool = False):
         """Decode ``path`` (any format ``pipeline.audio`` reads), then :meth:`predict_audio`."""
-        return self._back(self._front_file(path), return_spectrum)
+        return self._back(self._front_file(path), return_spectrum, return_confidence)
 
     def _front_file(self, path, threads: int | None = None):
         from hkdsme.pipeline.audio import load_audio
 
         return self._front(load_audio(path, sr=grid.SR), path, threads)
 
-    def predict_many(self, paths, *, return_spectrum: bool = False, prefetch: bool = True, jobs: int = 1):
+    def predict_many(self, paths, *, return_confidence: bool = False, return_spectrum: bool = False,
+                     prefetch: bool = True, jobs: int = 1):
         """Yield ``(path, result or InputError)`` for every path, in order.
 
         ``jobs > 1`` (CPU only): whole files in that many worker processes with ``usable cores // jobs`` threads
@@ -342,13 +363,15 @@ class Predictor:
             from hkdsme.evaluate.parallel import predict_parallel
 
             threads = max(1, torch.get_num_threads() // jobs)     # this process's threads (set in __init__)
-            for _, path, res in predict_parallel(self.spec, paths, jobs, threads, return_spectrum=return_spectrum):
+            for _, path, res in predict_parallel(self.spec, paths, jobs, threads, return_confidence=return_confidence,
+                                                 return_spectrum=return_spectrum):
                 yield path, res
             return
         if not prefetch or len(paths) < 2:
             for p in paths:
                 try:
-                    yield p, self.predict_file(p, return_spectrum=return_spectrum)
+                    yield p, self.predict_file(p, return_confidence=return_confidence,
+                                               return_spectrum=return_spectrum)
                 except InputError as e:
                     yield p, e
             return
@@ -359,7 +382,7 @@ class Predictor:
                 if i + 1 < len(paths):        # one CFP thread: it overlaps the network on the current file
                     nxt = pool.submit(self._front_file, paths[i + 1], 1)
                 try:
-                    yield p, self._back(cur.result(), return_spectrum)
+                    yield p, self._back(cur.result(), return_spectrum, return_confidence)
                 except InputError as e:
                     yield p, e
 
@@ -401,30 +424,36 @@ def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing
 
 def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH,
                    precision: str = "auto", decode: str = "voicing", voicing_threshold: float | None = None,
-                   model: str | None = None):
-    """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
+                   model: str | None = None, return_confidence: bool = False):
+    """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced; with
+    ``return_confidence``, ``(times, f0, confidence)``.
 
     ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
-    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by name,
-    ``"hkdsme"`` or ``"supervised"`` (docs/model_card.md); neither → the embedded default. The network is
-    loaded once per process and reused by later calls with the same arguments. ``decode``: ``"voicing"``
-    (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5) or
-    ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
+    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by
+    name, ``"hkdsme"``, ``"supervised"`` or ``"ftanet"`` (docs/model_card.md); neither → the embedded default.
+    The network is loaded once per process and reused by later calls with the same arguments. ``decode``:
+    ``"voicing"`` (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ,
+    else 0.5; 0 → every frame voiced, f0 = the pitch candidate of each frame) or ``"argmax"`` (the paper's).
+    ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
+
+    ``confidence`` (float32, one per frame): the voicing probability ``1 − p(unvoiced row)`` of the melody
+    channel — exactly what the voicing decoder compares with θ; the same quantity under ``decode="argmax"``.
+    The f0 is the same whether or not it is asked for. :func:`hkdsme.apply_voicing_threshold` applies another θ
+    afterwards (:func:`hkdsme.model.decode.apply_voicing_threshold`: to lower θ, predict with
+    ``voicing_threshold=0``).
     """
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
     if isinstance(audio, (str, Path)):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
-        return pred.predict_file(audio)
-    return pred.predict_audio(_to_8k(audio, sr))
-
-
+        return pred.predict_file(audio, return_confidence=return_confidence)
+    return pred.predict_audio(_to_8k(audio, sr), return_confidence=return_confidence)
 
 
 def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
             decode: str = "voicing", voicing_threshold: float | None = None,
-            model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Melody of the audio array ``audio`` sampled at ``sr`` Hz: ``(times, f0)``.
+            model: str | None = None, return_confidence: bool = False) -> tuple[np.ndarray, ...]:
+    """Melody of the audio array ``audio`` sampled at ``sr`` Hz: ``(times, f0[, confidence])``.
 
     ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ.
     Other arguments as :func:`extract_melody`.
@@ -432,12 +461,13 @@ def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = D
     if isinstance(audio, (str, Path)):
         raise TypeError("predict() takes an audio array; use predict_from_file() for a path")
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    return pred.predict_audio(_to_8k(audio, sr))
+    return pred.predict_audio(_to_8k(audio, sr), return_confidence=return_confidence)
 
 
 def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
                       decode: str = "voicing", voicing_threshold: float | None = None,
-                      model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Melody of the audio file ``path``: ``(times, f0)``; :class:`InputError` naming the file if unusable."""
+                      model: str | None = None, return_confidence: bool = False) -> tuple[np.ndarray, ...]:
+    """Melody of the audio file ``path``: ``(times, f0[, confidence])`` (arguments as :func:`extract_melody`);
+    :class:`InputError` naming the file if unusable."""
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    return pred.predict_file(path)
+    return pred.predict_file(path, return_confidence=return_confidence)

@@ -4,7 +4,7 @@ One job: run whole files (decode + CFP + network + decoder) in ``jobs`` worker p
 ``usable cores // jobs`` torch threads each, instead of one process whose threads share every stage. On a
 2-core CPU the single-process path leaves cores idle in the serial parts (audio decoding, CFP's numba loops,
 SELU / batch norm / unpooling between the convolutions); two 1-thread workers keep both busy
-(docs/results.md, issue 13: measured on real songs). Results are the same numbers as the single-process path
+(docs/benchmarks.md: measured on real songs). Results are the same numbers as the single-process path
 (the convolutions give identical outputs with 1 or 2 threads; `tests/test_parallel.py`).
 
 Workers come from a loky executor (joblib's process backend): fresh interpreters (a forked child of a process
@@ -53,13 +53,13 @@ def _picklable(e: BaseException) -> BaseException:
         return RuntimeError(f"{type(e).__name__}: {e}")
 
 
-def _one(path: str, want_spec: bool):
+def _one(path: str, want_spec: bool, want_conf: bool = False):
     from hkdsme.pipeline.errors import InputError
 
     if _FAILED is not None:
         return "fatal", _FAILED
     try:
-        return "ok", _WORKER.predict_file(path, return_spectrum=want_spec)
+        return "ok", _WORKER.predict_file(path, return_confidence=want_conf, return_spectrum=want_spec)
     except InputError as e:
         return "error", e.reason
 
@@ -109,12 +109,13 @@ def _drop_pool() -> None:
         old.shutdown(wait=False)
 
 
-def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spectrum: bool = False,
-                     ordered: bool = True):
+def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_confidence: bool = False,
+                     return_spectrum: bool = False, ordered: bool = True):
     """Yield ``(i, paths[i], result or InputError)`` for every path, computed by ``jobs`` worker processes with
     ``threads`` torch threads each: in input order, or with ``ordered=False`` as files finish.
 
-    ``spec``: the keyword arguments of the workers' ``Predictor``. An error building it is raised here.
+    ``spec``: the keyword arguments of the workers' ``Predictor``; results as :meth:`Predictor.predict_file`'s
+    with ``return_confidence`` / ``return_spectrum``. An error building it is raised here.
     """
     from concurrent.futures import as_completed
 
@@ -122,7 +123,8 @@ def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spect
 
     paths = list(paths)
     pool = _executor(spec, jobs, threads)
-    futures = {i: pool.submit(_one, str(paths[i]), return_spectrum) for i in _longest_first(paths)}
+    futures = {i: pool.submit(_one, str(paths[i]), return_spectrum, return_confidence)
+               for i in _longest_first(paths)}
     index = {f: i for i, f in futures.items()}
     try:
         for f in (as_completed(list(futures.values())) if not ordered else (futures[i] for i in range(len(paths)))):

@@ -1,7 +1,9 @@
 """Figures: melody contours over the CFP spectrum channel, and the summary bar chart (matplotlib, Agg).
 
 The y axis is the CFP row axis, ``row = 60·log2(f / 31 Hz)`` (row i holds 31·2^(i/60) Hz), so a contour in Hz is
-drawn at ``60·log2(f0/31)``; unvoiced frames (f0 <= 0) are left blank. Files are written atomically.
+drawn at ``60·log2(f0/31)``; unvoiced frames (f0 <= 0) are left blank. A per-frame confidence (the voicing
+probability ``1 − p(unvoiced)``, 0..1) is drawn as a lane under the contour, on the same time axis. Files are
+written atomically.
 """
 from __future__ import annotations
 
@@ -43,13 +45,18 @@ def _rows(f0) -> np.ndarray:
         return np.where(f > 0, grid.BINS_PER_OCTAVE * np.log2(f / grid.FMIN), np.nan)
 
 
-def plot_track(path, spectrum, contours: dict, *, reference=None, title: str = "") -> Path:
+def plot_track(path, spectrum, contours: dict, *, reference=None, confidence=None, title: str = "") -> Path:
     """PNG of ``spectrum`` (320, T) (CFP channel 0, frame i at (i+1)·10 ms) with f0 contours on top.
 
-    ``contours``: ``{label: (times, f0)}``; ``reference``: optional ``(times, f0)`` drawn in black.
+    ``contours``: ``{label: (times, f0)}``; ``reference``: optional ``(times, f0)`` drawn in black;
+    ``confidence``: optional ``(times, confidence in 0..1)`` drawn as a lane below, sharing the time axis.
     """
-    plt, fig = _figure(figsize=(12, 4))
-    ax = fig.add_subplot(1, 1, 1)
+    if confidence is None:
+        plt, fig = _figure(figsize=(12, 4))
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        plt, fig = _figure(figsize=(12, 5))
+        ax, lane = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     if spectrum is not None and spectrum.shape[-1] > 0:
         spec = np.asarray(spectrum, dtype=np.float32)
         step = max(1, -(-spec.shape[-1] // MAX_COLUMNS))
@@ -65,11 +72,19 @@ def plot_track(path, spectrum, contours: dict, *, reference=None, title: str = "
     ax.set_yticks(_rows(hz))
     ax.set_yticklabels([str(h) for h in hz])
     ax.set_ylim(-0.5, grid.N_FREQ - 0.5)
-    ax.set_xlabel("time (s)")
     ax.set_ylabel("f0 (Hz)")
     ax.set_title(title)
     if contours or reference is not None:
         ax.legend(loc="upper right", fontsize=8)
+    if confidence is not None:
+        t, c = (np.asarray(a, dtype=np.float64) for a in confidence)
+        lane.fill_between(t, c, color="#00838f", alpha=0.35, lw=0)
+        lane.plot(t, c, color="#00838f", lw=0.8)
+        lane.set_ylim(0, 1)
+        lane.set_yticks([0, 0.5, 1])
+        lane.set_ylabel("confidence")
+        lane.grid(axis="y", lw=0.5, alpha=0.5)
+    (ax if confidence is None else lane).set_xlabel("time (s)")
     fig.tight_layout()
     return save_png(fig, path)
 

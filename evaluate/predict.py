@@ -1,8 +1,8 @@
 """Batch melody files for ``hkd-eval predict``: inputs (files, folders) → output names → melody files.
 
 The inference itself (``Predictor``, the streamed CFP, ``extract_melody`` and the ``predict`` →
-``predict_from_file`` → ``predict_from_files_to_files`` ladder) lives in :mod:`hkdsme.evaluate.inference`;
-the names this module exposed before are re-exported here. This module adds what the command line needs:
+``predict_from_file`` → ``predict_from_files_to_files`` ladder) lives in :mod:`hkdsme.evaluate.inference`.
+This module adds what the command line needs:
 folder expansion (:data:`hkdsme.pipeline.datasets.AUDIO_EXTENSIONS`), output naming
 (``<out or the audio's folder>/<stem>.f0.csv``, unique within a batch), the ``--out`` checks and the
 no-silent-overwrite rule.
@@ -11,25 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hkdsme.evaluate.files import predict_from_files_to_files
+from hkdsme.evaluate.files import check_network, predict_from_files_to_files
 from hkdsme.pipeline.datasets import AUDIO_EXTENSIONS, find_audio
 from hkdsme.pipeline.errors import InputError
-
-# the names this module exposed before the inference API had its own module, served from there on first use
-# (importing it costs torch; a many-file predict with worker processes never needs it here)
-_INFERENCE_NAMES = ("CONTEXT_FRAMES", "DEFAULT_BATCH", "DEFAULT_BLOCK_S", "MAX_HELD_FRAMES", "SILENCE_PEAK",
-                    "NoDefaultModel", "Predictor", "_cached_predictor", "_PREDICTORS", "check_audio",
-                    "default_checkpoint", "extract_melody", "predict", "predict_from_file", "raw_cfp_blocks",
-                    "resources", "streamed_cfp")
-
-
-def __getattr__(name):
-    if name in _INFERENCE_NAMES:
-        from hkdsme.evaluate import inference
-
-        return getattr(inference, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 PLOT_SUFFIX = ".f0.png"
 OUT_SUFFIX = {"csv": ".f0.csv", "mirex": ".f0.txt", "jams": ".jams"}
@@ -91,14 +75,15 @@ def output_paths(files, out_dir=None, fmt: str = "csv", plot: bool = False):
     return outs, plots
 
 
-def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plot: bool = False, device="cpu",
-                  batch_size: int | None = None, precision: str = "auto", decode: str = "voicing",
-                  voicing_threshold: float | None = None, predictor=None, progress: bool = True,
-                  overwrite: bool = False, model: str | None = None, jobs: int | None = None):
+def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", confidence: bool = False,
+                  plot: bool = False, device="cpu", batch_size: int | None = None, precision: str = "auto",
+                  decode: str = "voicing", voicing_threshold: float | None = None, predictor=None,
+                  progress: bool = True, overwrite: bool = False, model: str | None = None, jobs: int | None = None):
     """Predict every audio file of ``paths`` (folders expanded) and write one melody file each.
 
-    Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), plus
-    ``<stem>.f0.png`` with ``plot``. A bad file (missing, unreadable, silent, too short) or an output that cannot
+    Output: ``<out_dir or the audio's folder>/<stem>.f0.csv`` (``.f0.txt`` for mirex, ``.jams``), with a
+    ``confidence`` column (field, in jams) if ``confidence``, plus ``<stem>.f0.png`` with ``plot``. The network:
+    the settings ``checkpoint``, ``device`` … ``model``, or a loaded ``predictor``, not both. A bad file (missing, unreadable, silent, too short) or an output that cannot
     be written (already there without ``overwrite``, read-only folder) is recorded and skipped; the others still
     run. ``out_dir`` that is an existing file or not writable: :class:`InputError` before any work.
     ``jobs``: worker processes for the files (None = :func:`hkdsme.model.runtime.inference_jobs`; same output);
@@ -111,6 +96,11 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if confidence and fmt == "mirex":
+        raise ValueError("the mirex format has no confidence column (time and f0 only); use csv or jams")
+    net = dict(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision, decode=decode,
+               voicing_threshold=voicing_threshold, model=model)
+    check_network(predictor, net)
     if out_dir is not None:
         check_out_dir(out_dir)
     files, failed = expand_inputs(paths)
@@ -124,8 +114,9 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
     if int(jobs) < 2 and predictor is None:     # one process: load the network now (its errors before any file)
         from hkdsme.evaluate.inference import Predictor
 
-        predictor = Predictor(checkpoint=checkpoint, device=device, batch_size=batch_size, precision=precision,
-                              decode=decode, voicing_threshold=voicing_threshold, model=model)
+        predictor = Predictor(**net)
+    if predictor is not None:
+        net = {}                                 # the loaded network carries the settings
     bar = tqdm(total=len(files), desc="hkd-eval predict", unit="file", disable=not progress)
 
     def step(path, out, why):
@@ -135,8 +126,8 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     try:
         written, more = predict_from_files_to_files(
-            files, outs, checkpoint, device, batch_size, precision, decode, voicing_threshold, model, fmt=fmt,
-            plots=plots, overwrite=overwrite, predictor=predictor, jobs=int(jobs), on_result=step)
+            files, outs, **net, fmt=fmt, confidence=confidence, plots=plots, overwrite=overwrite,
+            predictor=predictor, jobs=int(jobs), on_result=step)
     finally:
         bar.close()
     failed.update(more)

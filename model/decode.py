@@ -11,7 +11,11 @@ Voicing decoder (``decode="voicing"``), per frame ``t`` of the melody channel ``
 - Hz: ``31 · 2^(k/60)`` of the refined (fractional) row ``k``; 0 where unvoiced.
 
 ``θ`` defaults to 0.5; ``hkd-eval calibrate`` (or training's validation) picks the θ of maximum validation OA
-and stores it in the checkpoint (``extra["voicing_threshold"]``), which predict and report then use.
+and stores it in the checkpoint (``extra["voicing_threshold"]``), which predict and report then use. ``θ = 0``
+calls every frame voiced: the f0 is then the pitch candidate of every frame.
+
+Confidence: ``v_t`` is what the predict ladder returns as the per-frame confidence (``return_confidence=True``,
+``hkd-eval predict --confidence``), for either decoder. :func:`apply_voicing_threshold` applies a θ afterwards.
 
 Argmax decoder (``decode="argmax"``, the paper's; also under ``--faithful``):
 
@@ -79,14 +83,25 @@ REFINE_RADIUS = 2           # rows either side of the peak in the sub-bin weight
 
 
 def check_threshold(theta) -> float:
-    """θ as float; ValueError unless ``0 < θ < 1`` (0 would call everything voiced, 1 nothing)."""
+    """θ as float; ValueError unless ``0 ≤ θ < 1`` (0 calls every frame voiced; 1 would call almost none)."""
     try:
         t = float(theta)
     except (TypeError, ValueError):
-        raise ValueError(f"voicing threshold must be a number in (0, 1), got {theta!r}") from None
-    if not (0.0 < t < 1.0):
-        raise ValueError(f"voicing threshold must be in (0, 1), got {theta!r}")
+        raise ValueError(f"voicing threshold must be a number in [0, 1), got {theta!r}") from None
+    if not (0.0 <= t < 1.0):
+        raise ValueError(f"voicing threshold must be in [0, 1), got {theta!r}")
     return t
+
+
+def _melody_probs(a, logits: bool):
+    """``(p, numpy_in)``: the melody channel of (..., C, 321, T) ``a`` as float32 torch probabilities (..., 321, T)
+    (softmax over rows if ``logits``), and whether ``a`` was numpy."""
+    as_numpy = not isinstance(a, torch.Tensor)
+    t = torch.from_numpy(np.asarray(a)) if as_numpy else a
+    if t.ndim < 3 or t.shape[-2] != grid.N_BINS:
+        raise ValueError(f"expected (..., C, {grid.N_BINS}, T), got {tuple(t.shape)}")
+    m = t[..., 0, :, :].float()
+    return (torch.softmax(m, dim=-2) if logits else m), as_numpy
 
 
 def voicing_and_pitch(logits_or_probs, *, radius: int = REFINE_RADIUS, logits: bool = True):
@@ -96,13 +111,7 @@ def voicing_and_pitch(logits_or_probs, *, radius: int = REFINE_RADIUS, logits: b
     sub-bin refined pitch of the best pitch row (see the module docstring), computed for every frame whether
     voiced or not. Torch in, torch out (numpy in → numpy out).
     """
-    a = logits_or_probs
-    as_numpy = not isinstance(a, torch.Tensor)
-    t = torch.from_numpy(np.asarray(a)) if as_numpy else a
-    if t.ndim < 3 or t.shape[-2] != grid.N_BINS:
-        raise ValueError(f"expected (..., C, {grid.N_BINS}, T), got {tuple(t.shape)}")
-    m = t[..., 0, :, :].float()
-    p = torch.softmax(m, dim=-2) if logits else m
+    p, as_numpy = _melody_probs(logits_or_probs, logits)
     voicing = 1.0 - p[..., 0, :]
     pitch = p[..., 1:, :]                                     # rows 1..320 → index 0..319
     k = pitch.argmax(dim=-2, keepdim=True)                    # (..., 1, T)
@@ -118,12 +127,49 @@ def voicing_and_pitch(logits_or_probs, *, radius: int = REFINE_RADIUS, logits: b
     return voicing, hz
 
 
+def voicing_probability(logits_or_probs, *, logits: bool = True):
+    """(..., C, 321, T) network output → (..., T) float32 ``1 − p[row 0]`` of the melody channel (torch or numpy
+    like the input): the voicing decoder's ``v`` without the pitch (what the argmax decoder reports as confidence)."""
+    p, as_numpy = _melody_probs(logits_or_probs, logits)
+    v = 1.0 - p[..., 0, :]
+    return v.numpy() if as_numpy else v
+
+
 def f0_from_voicing(voicing, hz, threshold: float = VOICING_THRESHOLD):
     """``hz`` where ``voicing ≥ θ``, else 0 (float64; numpy or torch like the input)."""
     theta = check_threshold(threshold)
     if isinstance(voicing, torch.Tensor):
         return torch.where(voicing >= theta, hz.double(), torch.zeros_like(hz, dtype=torch.float64))
     return np.where(np.asarray(voicing) >= theta, np.asarray(hz, dtype=np.float64), 0.0)
+
+
+def apply_voicing_threshold(f0, confidence, threshold: float):
+    """The voicing decoder's rule applied afterwards: ``f0`` where ``confidence ≥ θ``, else 0 (float64 numpy).
+
+    ``f0`` and ``confidence`` as the predict ladder returns them with ``return_confidence=True``. The ladder's f0
+    is already 0 below the θ it was predicted with (θ₀, the checkpoint's calibrated value unless given), so:
+
+    - ``θ ≥ θ₀`` (fewer voiced frames) works on any such f0: the result equals predicting with ``θ``;
+    - ``θ < θ₀`` needs the pitch of the frames θ₀ dropped: predict once with ``voicing_threshold=0`` (every frame
+      voiced, f0 = the pitch candidate of every frame); then this gives, for every θ, exactly the f0 that
+      predicting with ``voicing_threshold=θ`` gives.
+
+    A frame with ``confidence ≥ θ`` but ``f0 = 0`` has no pitch to give back: :class:`ValueError` (it was dropped
+    by a higher θ₀, or decoded by the argmax decoder, whose f0 this rule does not describe). Confidence read back
+    from a csv (6 decimals) can differ from the in-memory float32 value by 5e-7, which matters only for a frame
+    that close to θ.
+    """
+    f = np.asarray(f0, dtype=np.float64)
+    c = np.asarray(confidence)
+    if f.shape != c.shape:
+        raise ValueError(f"f0 {f.shape} and confidence {c.shape} differ in shape")
+    out = f0_from_voicing(c, f, threshold)
+    lost = np.count_nonzero((c >= check_threshold(threshold)) & (f <= 0))
+    if lost:
+        raise ValueError(f"{lost} frame(s) have confidence >= {threshold} but no pitch (f0 <= 0): they were "
+                         "dropped by the threshold used at prediction; predict with voicing_threshold=0 to set "
+                         "the threshold afterwards")
+    return out
 
 
 def overall_accuracy(ref_hz, voicing, hz, thresholds) -> np.ndarray:

@@ -23,7 +23,7 @@ Threads: the cores this process may run on (``os.sched_getaffinity``), not ``os.
 
 torch is imported only inside the functions that use it: the parent of a many-file predict (``hkd-eval predict``
 with worker processes) needs the flags, cores and jobs rules but never a network, and importing torch costs it
-1.3–1.5 s of one core before any worker can start (docs/results.md, session 7).
+1.3–1.5 s of one core before any worker can start (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def use_channels_last(device, kind: str, precision: str) -> bool:
 
 
 def inference_batch(device, precision) -> int:
-    """Segments per inference forward pass, by measurement (idle 2-core EPYC, docs/results.md sessions 4 and 8).
+    """Segments per inference forward pass, by measurement (idle 2-core EPYC, docs/benchmarks.md).
     CPU: 16. Batch 16 beat 32 in every CPU case (``benchmarks/bench_all.py --quick``: fp32 on AVX2 17.3 vs
     20.2 ms/segment, native bf16 9.5 vs 12.7). Smaller batches ran the network alone 10-15 % faster in
     micro-benchmarks (median of 5 interleaved rounds: 8 segments 19.4 vs 22.9 ms/segment, 2 threads, AVX2) but not
@@ -168,7 +168,7 @@ MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a mod
 def inference_jobs(device, n_files: int) -> int:
     """Worker processes for predicting ``n_files`` files ("auto"): on a CPU one per usable core (at most
     :data:`MAX_AUTO_JOBS`, never more than files), threads split between them; 1 on a GPU or for one file.
-    Whole files in parallel processes beat one process with all threads on 2 cores (docs/results.md, issue 13),
+    Whole files in parallel processes beat one process with all threads on 2 cores (docs/benchmarks.md),
     with the same output."""
     if device_type(device) != "cpu" or n_files < 2:
         return 1
@@ -187,7 +187,7 @@ def keep_freed_memory() -> bool:
     Why: every layer allocates its output afresh (the student's first SELU alone is 42 MB for a batch of 16);
     glibc serves blocks above its mmap threshold (≤ 32 MB) with a fresh ``mmap`` and unmaps them on free, so each
     forward pass page-faults all its activations in again, the kernel zeroing every page. Kept in the heap they
-    are reused. Measured on the 2-core EPYC (``benchmarks/bench_all.py``, docs/results.md session 6): student
+    are reused. Measured on the 2-core EPYC (``benchmarks/bench_all.py``, docs/benchmarks.md): student
     inference on one AVX2 thread 19.7 → 16.7 ms/segment, out-of-place SELU of that tensor 31 → 14–20 ms; the
     output is bit-identical (allocation never changes the arithmetic; torch aligns buffers to 64 bytes either
     way). The cost: the process keeps its peak heap until it exits. Process-wide and not undone, so only

@@ -10,6 +10,7 @@ from hkdsme.pipeline import _cfp_reference as ref
 from hkdsme.pipeline.errors import InputError
 
 REF_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "cfp"
+ASSETS = Path(__file__).resolve().parent / "assets"            # a committed slice of the reference (README there)
 REF_NAMES = ["synth_3s", "mir1k_abjones_1_01_5s"]
 
 
@@ -47,6 +48,18 @@ def test_matches_original_reference(name):
     w = cfp.cfp(x)
     assert w.dtype == np.float32 and np.abs(w - w_ref).max() <= 1e-4
     assert np.allclose(grid.frame_times(raw.shape[2]), np.load(REF_DIR / f"{name}_times.npy"))
+
+
+def test_matches_original_reference_slice():
+    """The committed slice of the synthetic reference (edge and interior frames), checked without shared/."""
+    s = np.load(ASSETS / "cfp_synth_3s_slice.npz")
+    x = synth(24000)                              # = synth_3s_input.npy exactly (float32 values)
+    raw, w = cfp.cfp_raw(x), cfp.cfp(x)
+    assert raw.shape[2] == int(s["n_frames"]) == 299
+    np.testing.assert_allclose(raw.max(axis=(1, 2)), s["raw_max"], rtol=1e-5)
+    fr = s["frames"]
+    assert max(float(np.abs(raw[c][:, fr] - s["raw"][c]).max() / s["raw_max"][c]) for c in range(3)) <= 1e-5
+    assert np.abs(w[:, :, fr] - s["cfp"]).max() <= 1e-4
 
 
 def test_reference_implementation_matches_original():

@@ -9,6 +9,7 @@ from hkdsme.model.decode import bins_from_output, bins_to_hz, decode_track
 from hkdsme.pipeline import grid
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hkdsme"
+ASSETS = Path(__file__).resolve().parent / "assets"      # committed slice of REF (tests/assets/README.md)
 
 
 def _ref(name):
@@ -46,18 +47,23 @@ def test_bins_to_hz_hand_values():
     assert int(bins_to_hz(np.array([273]))[0]) == 726           # the official int value (README)
 
 
-def test_matches_official_argmax_and_pred2res():
+def test_matches_official_argmax():
     probs = _ref("student_output.npy")
-    ref_bins = _ref("decode_student_argmax_bins.npy")
-    pred2res = _ref("decode_pred2res_student.npy")
+    ref_bins = np.load(ASSETS / "decode_student_argmax_bins.npy")
     bins = bins_from_output(probs)
     assert bins.dtype == np.int64 and np.array_equal(bins, ref_bins)
     assert np.array_equal(bins_from_output(torch.from_numpy(probs)).numpy(), ref_bins)
+
+
+def test_matches_official_pred2res():
+    bins = np.load(ASSETS / "decode_student_argmax_bins.npy")
+    pred2res = np.load(ASSETS / "decode_pred2res_student.npy")
     hz = bins_to_hz(bins)
     voiced = bins > 0
     assert voiced.sum() > 100 and (~voiced).sum() >= 1
     # official pred2res = our float Hz truncated to int; 0 where unvoiced
     assert np.array_equal(pred2res[voiced], np.floor(hz[voiced]).astype(np.int64))
+    assert (pred2res[~voiced] == 0).all()
     assert np.all(pred2res[~voiced] == 0) and np.all(hz[~voiced] == 0)
 
 

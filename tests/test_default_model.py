@@ -7,22 +7,23 @@ import pytest
 from click.testing import CliRunner
 
 import hkdsme
-from hkdsme.evaluate import inference as I
+from hkdsme.evaluate import models as M
 from hkdsme.evaluate.cli import main
-from hkdsme.evaluate.predict import Predictor, default_checkpoint
+from hkdsme.evaluate.inference import Predictor
+from hkdsme.evaluate.models import default_checkpoint
 from hkdsme.pipeline import grid, synthetic
 
 
 def test_default_model_loads_as_a_small_student():
     pred = Predictor()                                    # no checkpoint: the embedded default
-    assert pred.checkpoint == default_checkpoint() == I.model_checkpoint(I.default_model_name())
+    assert pred.checkpoint == default_checkpoint() == M.model_checkpoint(M.default_model_name())
     assert pred.meta["kind"] == "student" and pred.meta["feature_hash"] == grid.feature_hash()
-    assert I.default_model_name() in I.STUDENTS          # the default is a fast student, never the teacher
-    total = sum(I.model_checkpoint(n).stat().st_size for n in I.STUDENTS)
+    assert M.default_model_name() in M.STUDENTS          # the default is a fast student, never the teacher
+    total = sum(M.model_checkpoint(n).stat().st_size for n in M.STUDENTS)
     assert total < 5e6                                    # both named students together: package data budget
 
 
-@pytest.mark.parametrize("name", I.MODELS)
+@pytest.mark.parametrize("name", M.MODELS)
 def test_each_named_model_loads_runs_and_finds_the_melody(name):
     audio, times, f0 = synthetic.make_song(seed=123, duration=8.0)
     pred = Predictor(model=name)
@@ -47,7 +48,7 @@ def test_model_errors_name_the_valid_choices(tmp_path):
 def test_ftanet_is_the_teacher_in_half_the_bytes():
     import torch
 
-    path = I.model_checkpoint("ftanet")
+    path = M.model_checkpoint("ftanet")
     payload = torch.load(path, weights_only=True, mmap=True)
     assert payload["kind"] == "teacher" and payload["n_classes"] == 4
     assert payload["extra"]["export_dtype"] == "float16" and "train_state" not in payload["extra"]

@@ -1,4 +1,4 @@
-"""The README's first command (`hkd-train demo`) runs end to end; here with token budgets to stay fast."""
+"""`hkd-train demo` (README, "Train your own") runs end to end; here with token budgets to stay fast."""
 import csv
 import re
 

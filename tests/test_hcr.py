@@ -9,6 +9,7 @@ import torch
 from hkdsme.train.hcr import consistent_frames, select_segments
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hkdsme"
+ASSETS = Path(__file__).resolve().parent / "assets"      # committed slice of REF (tests/assets/README.md)
 
 
 def peaks(rows):
@@ -116,6 +117,17 @@ def test_bad_input():
         select_segments(x, threshold=1.5)
     with pytest.raises(ValueError):
         select_segments(x, mask=np.ones((1, 63), bool))
+
+
+def test_official_selection_of_the_reference_plan():
+    """The reference's per-frame plan (committed): peaks at its rows give the official counts and kept segments."""
+    ref = json.loads((ASSETS / "hcr_selection.json").read_text())
+    plan = ref["per_frame_plan_rows_melody_harm_sub_kind"]
+    x = peaks([[row[:3] for row in seg] for seg in plan])
+    assert consistent_frames(x, faithful=True).sum(1).tolist() == ref["measured_consistent_counts"] == [64, 48, 49]
+    assert np.flatnonzero(select_segments(x, faithful=True)).tolist() == ref["official_block_kept_segments"] == [0, 2]
+    kinds = np.array([[kind == "consistent" for *_, kind in seg] for seg in plan])
+    assert np.array_equal(consistent_frames(x, faithful=True), kinds)
 
 
 def test_reference_selection():

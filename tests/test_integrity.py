@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from hkdsme.pipeline import cli, datasets, extract as ex, grid, shards, synthetic
 from hkdsme.pipeline.errors import InputError
-from hkdsme.train import distill
+from hkdsme.train import teacher_cache
 from hkdsme.train.dataset import ShardDataset
 
 from train_helpers import write_cache
@@ -162,31 +162,31 @@ def _teacher_sets(tmp_path):
 def test_corrupt_teacher_cache_is_detected(tmp_path):
     sets = _teacher_sets(tmp_path)
     key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1}
-    path = tmp_path / "run" / distill.CACHE_NAME
-    distill.build_teacher_cache(path, _Teacher(), sets, key, device="cpu", batch=2, progress=False)
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
+    teacher_cache.build_teacher_cache(path, _Teacher(), sets, key, device="cpu", batch=2, progress=False)
     with h5py.File(path) as h:
         off = h["labeled"].id.get_chunk_info(3).byte_offset
-    assert distill.cache_matches(path, key)
+    assert teacher_cache.cache_matches(path, key)
     with open(path, "r+b") as f:                                   # 4 KiB inside segment 3's logits
         f.seek(off + 10_000)
         f.write(os.urandom(4096))
     with pytest.warns(UserWarning, match="checksum mismatch in labeled"):
-        assert not distill.cache_matches(path, key)                 # → the trainer rebuilds it
-    distill.build_teacher_cache(path, _Teacher(), sets, key, device="cpu", batch=2, progress=False)
+        assert not teacher_cache.cache_matches(path, key)                 # → the trainer rebuilds it
+    teacher_cache.build_teacher_cache(path, _Teacher(), sets, key, device="cpu", batch=2, progress=False)
     with h5py.File(path) as h:
-        assert h.attrs["checksum_labeled"] == distill.cache_checksums(h)["labeled"]
-    assert distill.cache_matches(path, key)
+        assert h.attrs["checksum_labeled"] == teacher_cache.cache_checksums(h)["labeled"]
+    assert teacher_cache.cache_matches(path, key)
 
 
 def test_non_finite_teacher_logits_are_refused_naming_the_shard(tmp_path):
     sets = _teacher_sets(tmp_path)
-    path = tmp_path / "run" / distill.CACHE_NAME
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     (tmp_path / "run").mkdir()
-    dead = tmp_path / "run" / f".{distill.CACHE_NAME}.tmp-999999999-abc"   # a killed build's leftover
+    dead = tmp_path / "run" / f".{teacher_cache.CACHE_NAME}.tmp-999999999-abc"   # a killed build's leftover
     dead.write_bytes(b"x" * 100)
     with pytest.raises(InputError, match="segment 1: the teacher gives non-finite logits") as e:
-        distill.build_teacher_cache(path, _Teacher(nan_at=1), sets, {"v": 1}, device="cpu", batch=2,
-                                    progress=False)
+        teacher_cache.build_teacher_cache(path, _Teacher(nan_at=1), sets, {"v": 1}, device="cpu", batch=2,
+                                          progress=False)
     ds = sets["labeled"]
     assert e.value.path == ds.paths[0]                              # item 1 = track 0 (3 segments), segment 1
     assert not path.exists() and not dead.exists()
@@ -212,19 +212,19 @@ def test_killed_teacher_cache_build_continues_where_it_stopped(tmp_path):
     from hkdsme.train.teacher_cache import partial_path
     sets = _teacher_sets(tmp_path)                                # 5 segments: batches of 2 → 3 passes
     key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1}
-    ref = distill.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, key, device="cpu", batch=2,
-                                      progress=False)
-    path = tmp_path / "run" / distill.CACHE_NAME
+    ref = teacher_cache.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, key, device="cpu", batch=2,
+                                            progress=False)
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     with pytest.raises(KeyboardInterrupt):                        # killed in pass 3, passes 1-2 flushed
-        distill.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
-                                    progress=False, flush_s=0)
+        teacher_cache.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
+                                          progress=False, flush_s=0)
     assert not path.exists() and partial_path(path).is_file()
     logs = []
     t = _Counting()
-    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, log=logs.append)
+    teacher_cache.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, log=logs.append)
     assert t.calls == 1                                           # only the last batch (row 4) recomputed
     assert logs == [f"teacher logits: continuing {partial_path(path)} (labeled from row 4 of 5)"]
-    assert not partial_path(path).exists() and distill.cache_matches(path, key)
+    assert not partial_path(path).exists() and teacher_cache.cache_matches(path, key)
     with h5py.File(ref) as a, h5py.File(path) as b:
         assert a.attrs["checksum_labeled"] == b.attrs["checksum_labeled"]
         np.testing.assert_array_equal(a["labeled"][()], b["labeled"][()])
@@ -234,7 +234,7 @@ def test_killed_teacher_cache_build_continues_where_it_stopped(tmp_path):
 _SLOW_BUILD = textwrap.dedent("""
     import sys, time, types, warnings
     import torch
-    from hkdsme.train import distill
+    from hkdsme.train import teacher_cache
     from hkdsme.train.dataset import ShardDataset
 
     class T(torch.nn.Module):
@@ -245,15 +245,15 @@ _SLOW_BUILD = textwrap.dedent("""
 
     warnings.simplefilter("ignore")
     sets = {"labeled": ShardDataset([sys.argv[2]])}
-    distill.build_teacher_cache(sys.argv[1], T(), sets, {"v": 1}, device="cpu", batch=1, progress=False,
-                                flush_s=0)
+    teacher_cache.build_teacher_cache(sys.argv[1], T(), sets, {"v": 1}, device="cpu", batch=1, progress=False,
+                                      flush_s=0)
 """)
 
 
 def test_teacher_cache_build_killed_with_sigkill_continues(tmp_path):
     from hkdsme.train.teacher_cache import partial_path
     sets = _teacher_sets(tmp_path)
-    path = tmp_path / "run" / distill.CACHE_NAME
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     child = subprocess.Popen([sys.executable, "-c", _SLOW_BUILD, str(path), str(tmp_path / "lab")],
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -264,10 +264,10 @@ def test_teacher_cache_build_killed_with_sigkill_continues(tmp_path):
         child.wait()
     assert not path.exists() and partial_path(path).is_file()
     t = _Counting()
-    distill.build_teacher_cache(path, t, sets, {"v": 1}, device="cpu", batch=1, progress=False)
-    assert t.calls <= 3 and distill.cache_matches(path, {"v": 1})   # 5 rows, at least 2 kept
-    ref = distill.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, {"v": 1}, device="cpu", batch=1,
-                                      progress=False)
+    teacher_cache.build_teacher_cache(path, t, sets, {"v": 1}, device="cpu", batch=1, progress=False)
+    assert t.calls <= 3 and teacher_cache.cache_matches(path, {"v": 1})   # 5 rows, at least 2 kept
+    ref = teacher_cache.build_teacher_cache(tmp_path / "ref.h5", _Teacher(), sets, {"v": 1}, device="cpu", batch=1,
+                                            progress=False)
     with h5py.File(ref) as a, h5py.File(path) as b:
         np.testing.assert_array_equal(a["labeled"][()], b["labeled"][()])
 
@@ -278,53 +278,53 @@ def test_killed_build_keeps_a_set_copied_from_a_donor(tmp_path):
     sets["unlabeled"] = sets["labeled"]
     key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1,
            "labeled": data_key(sets["labeled"]), "unlabeled": "pool"}
-    donor = distill.build_teacher_cache(tmp_path / "donor.h5", _Teacher(), {"labeled": sets["labeled"]}, key,
-                                        device="cpu", batch=2, progress=False)
-    path = tmp_path / "run" / distill.CACHE_NAME
+    donor = teacher_cache.build_teacher_cache(tmp_path / "donor.h5", _Teacher(), {"labeled": sets["labeled"]}, key,
+                                              device="cpu", batch=2, progress=False)
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     with pytest.raises(KeyboardInterrupt):                        # labeled copied, unlabeled killed in pass 2
-        distill.build_teacher_cache(path, _Counting(stop_at=2), sets, key, device="cpu", batch=2,
-                                    progress=False, flush_s=0, donors=[donor])
+        teacher_cache.build_teacher_cache(path, _Counting(stop_at=2), sets, key, device="cpu", batch=2,
+                                          progress=False, flush_s=0, donors=[donor])
     logs, t = [], _Counting()
-    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, donors=[donor],
-                                log=logs.append)
+    teacher_cache.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False, donors=[donor],
+                                      log=logs.append)
     assert t.calls == 2 and logs == [f"teacher logits: continuing {partial_path(path)} (labeled from row 5 of 5, "
                                      "unlabeled from row 2 of 5)"]
-    assert distill.cache_matches(path, key)
+    assert teacher_cache.cache_matches(path, key)
 
 @pytest.mark.parametrize("spoil", ["other key", "corrupt rows"])
 def test_unusable_partial_teacher_cache_is_rebuilt_from_scratch(tmp_path, spoil):
     from hkdsme.train.teacher_cache import partial_path
     sets = _teacher_sets(tmp_path)
     key = {"feature_hash": sets["labeled"].feature_hash, "teacher_hash": "t", "version": 1}
-    path = tmp_path / "run" / distill.CACHE_NAME
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     with pytest.raises(KeyboardInterrupt):
-        distill.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
-                                    progress=False, flush_s=0)
+        teacher_cache.build_teacher_cache(path, _Counting(stop_at=3), sets, key, device="cpu", batch=2,
+                                          progress=False, flush_s=0)
     if spoil == "other key":
         key = {**key, "teacher_hash": "another teacher"}
     else:                                                         # rows 0-3 no longer hash to the recorded value
         with h5py.File(partial_path(path), "a") as h:
             h["labeled"][1] = h["labeled"][1] + 1
     t = _Counting()
-    distill.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False)
-    assert t.calls == 3 and distill.cache_matches(path, key)
+    teacher_cache.build_teacher_cache(path, t, sets, key, device="cpu", batch=2, progress=False)
+    assert t.calls == 3 and teacher_cache.cache_matches(path, key)
 
 
 def test_second_teacher_cache_builder_is_refused_naming_the_holder(tmp_path):
     sets = _teacher_sets(tmp_path)
-    path = tmp_path / "run" / distill.CACHE_NAME
+    path = tmp_path / "run" / teacher_cache.CACHE_NAME
     path.parent.mkdir()
     lock = path.with_name(f".{path.name}.lock")
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(InputError, match=f"being written by another process \\(pid {holder.pid}"):
-            distill.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
+            teacher_cache.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
     finally:
         holder.kill()
         holder.wait()
-    distill.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
-    assert distill.cache_matches(path, {"v": 1})
+    teacher_cache.build_teacher_cache(path, _Teacher(), sets, {"v": 1}, device="cpu", batch=2, progress=False)
+    assert teacher_cache.cache_matches(path, {"v": 1})
 
 # ---------------------------------------------------------------- 3. lock, journal
 

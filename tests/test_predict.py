@@ -12,6 +12,7 @@ from torch import nn
 
 import hkdsme
 from hkdsme.evaluate import inference as I
+from hkdsme.evaluate import models as M
 from hkdsme.evaluate import predict as P
 from hkdsme.evaluate.cli import main
 from hkdsme.evaluate.formats import FORMATS, read_melody, write_melody
@@ -58,7 +59,7 @@ def _song(seconds, sr=grid.SR, seed=0):
 
 
 def _tiny_predictor(ckpt, **kw):
-    pred = P.Predictor(ckpt, channels_last=False, precision="fp32", decode="argmax", **kw)   # TinyNet has near-ties: one layout
+    pred = I.Predictor(ckpt, channels_last=False, precision="fp32", decode="argmax", **kw)   # TinyNet has near-ties: one layout
     pred.model = TinyNet().eval()
     return pred
 
@@ -92,13 +93,13 @@ def test_threaded_cfp_equals_whole_file(threads):
     x = _song(7.77)                                            # 776 frames: blocks of unequal length
     whole = cfp_mod.cfp(x)
     for block in (128, 64 * 64):                               # many small blocks; fewer blocks than 4 per thread
-        np.testing.assert_array_equal(P.streamed_cfp(x, block, threads=threads), whole)
+        np.testing.assert_array_equal(I.streamed_cfp(x, block, threads=threads), whole)
 
 
 def test_real_student_segments_and_batches(ckpt):
     x = _song(2.0)
-    a = P.Predictor(ckpt, batch_size=1).predict_audio(x)
-    b = P.Predictor(ckpt, batch_size=16, block_s=0.5).predict_audio(x)
+    a = I.Predictor(ckpt, batch_size=1).predict_audio(x)
+    b = I.Predictor(ckpt, batch_size=16, block_s=0.5).predict_audio(x)
     assert a[1].shape == (grid.n_frames(x.size),)
     np.testing.assert_array_equal(a[1], b[1])
     assert np.all((a[1] == 0) | ((a[1] > 31) & (a[1] < 1250)))
@@ -124,21 +125,21 @@ def test_long_input_memory_bounded_by_block(ckpt, monkeypatch):
     calls = []
     monkeypatch.setattr(cfp_mod, "cfp_raw", lambda x, sr=grid.SR: calls.append(len(x)) or _cheap_raw(x))
     x = (1e-3 * np.random.default_rng(1).standard_normal(4 * 60 * grid.SR)).astype(np.float32)
-    pred = P.Predictor(ckpt, block_s=5.0, batch_size=64, max_held_frames=0)
+    pred = I.Predictor(ckpt, block_s=5.0, batch_size=64, max_held_frames=0)
     pred.model = SliceNet()
     n = grid.n_frames(x.size)
     tracemalloc.start()
     t, f0 = pred.predict_audio(x)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    block_bytes = 3 * 320 * 4 * (pred.block_frames + 2 * P.CONTEXT_FRAMES)
+    block_bytes = 3 * 320 * 4 * (pred.block_frames + 2 * I.CONTEXT_FRAMES)
     assert peak < 6 * block_bytes + 40 * n, (peak, block_bytes)   # blocks + per-frame outputs (times, f0, bins)
     assert peak < 3 * 320 * 4 * n / 8                              # far below the whole raw CFP
     assert len(calls) == 2 * -(-n // pred.block_frames)            # two passes over the blocks
-    assert max(calls) <= (pred.block_frames + 2 * P.CONTEXT_FRAMES + 1) * grid.HOP
+    assert max(calls) <= (pred.block_frames + 2 * I.CONTEXT_FRAMES + 1) * grid.HOP
     assert t.shape == f0.shape == (n,) and t[-1] == pytest.approx(n * 0.01)
     # same numbers as holding the whole track (one pass)
-    pred_held = P.Predictor(ckpt, block_s=5.0, max_held_frames=10**9)
+    pred_held = I.Predictor(ckpt, block_s=5.0, max_held_frames=10**9)
     pred_held.model = SliceNet()
     np.testing.assert_array_equal(pred_held.predict_audio(x)[1], f0)
 
@@ -147,9 +148,9 @@ def test_over_ten_minutes_switches_to_two_passes(ckpt, monkeypatch):
     seen = []
     monkeypatch.setattr(I, "streamed_cfp", lambda x, b, t=1: seen.append("one") or np.zeros((3, 320, grid.n_frames(x.size)),
                                                                                      np.float32))
-    monkeypatch.setattr(P.Predictor, "f0_from_features", lambda self, f: np.zeros(f.shape[-1]))
-    monkeypatch.setattr(P.Predictor, "_two_pass", lambda self, x, n, s: seen.append("two") or (np.zeros(n), None))
-    pred = P.Predictor(ckpt)
+    monkeypatch.setattr(I.Predictor, "_decode", lambda self, f, c: (np.zeros(f.shape[-1]), None))
+    monkeypatch.setattr(I.Predictor, "_two_pass", lambda self, x, n, s, c: seen.append("two") or (np.zeros(n), None, None))
+    pred = I.Predictor(ckpt)
     for minutes in (10, 10.01):
         pred.predict_audio(np.full(int(minutes * 60 * grid.SR), 0.1, np.float32))
     assert seen == ["one", "two"]
@@ -158,10 +159,10 @@ def test_over_ten_minutes_switches_to_two_passes(ckpt, monkeypatch):
 # ------------------------------------------------------------------------------------------ default model
 
 def test_no_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(P.resources, "files", lambda pkg: tmp_path)
-    with pytest.raises(P.NoDefaultModel, match=r"no embedded default model yet: train one with `hkd-train run"):
-        P.Predictor()
-    with pytest.raises(P.NoDefaultModel, match="--checkpoint"):
+    monkeypatch.setattr(M.resources, "files", lambda pkg: tmp_path)
+    with pytest.raises(M.NoDefaultModel, match=r"no embedded default model yet: train one with `hkd-train run"):
+        I.Predictor()
+    with pytest.raises(M.NoDefaultModel, match="--checkpoint"):
         hkdsme.extract_melody(np.zeros(8000, np.float32) + 0.1, sr=8000)
     r = CliRunner().invoke(main, ["predict", str(tmp_path / "x.wav")])
     assert r.exit_code == 1 and "no embedded default model yet" in r.output
@@ -172,11 +173,11 @@ def test_embedded_model_is_used_when_present(monkeypatch, tmp_path, ckpt):
     (tmp_path / "weights" / "a.pt").write_bytes(Path(ckpt).read_bytes())
     (tmp_path / "weights" / "models.json").write_text(json.dumps(
         {"default": "supervised", "models": {"hkdsme": "missing.pt", "supervised": "a.pt"}}))
-    monkeypatch.setattr(P.resources, "files", lambda pkg: tmp_path)
-    assert P.Predictor().checkpoint == tmp_path / "weights" / "a.pt"
-    assert P.Predictor(model="supervised").checkpoint == tmp_path / "weights" / "a.pt"
-    with pytest.raises(P.NoDefaultModel, match="'hkdsme' is missing"):
-        P.Predictor(model="hkdsme")
+    monkeypatch.setattr(M.resources, "files", lambda pkg: tmp_path)
+    assert I.Predictor().checkpoint == tmp_path / "weights" / "a.pt"
+    assert I.Predictor(model="supervised").checkpoint == tmp_path / "weights" / "a.pt"
+    with pytest.raises(M.NoDefaultModel, match="'hkdsme' is missing"):
+        I.Predictor(model="hkdsme")
 
 
 def test_extract_melody_array_resampled_with_soxr(ckpt):
@@ -184,7 +185,7 @@ def test_extract_melody_array_resampled_with_soxr(ckpt):
 
     x16 = _song(1.5, sr=16000)
     t, f0 = hkdsme.extract_melody(x16, sr=16000, checkpoint=ckpt)
-    t8, f8 = P.Predictor(ckpt).predict_audio(resample(x16, 16000, 8000))
+    t8, f8 = I.Predictor(ckpt).predict_audio(resample(x16, 16000, 8000))
     np.testing.assert_array_equal(f0, f8)
     with pytest.raises(ValueError, match="sample rate"):
         hkdsme.extract_melody(x16, checkpoint=ckpt)
@@ -194,10 +195,10 @@ def test_wrong_checkpoints_are_rejected_naming_the_file(tmp_path, ckpt):
     junk = tmp_path / "junk.pt"
     torch.save({"hello": 1}, junk)
     with pytest.raises(InputError, match="junk.pt: not an hkdsme checkpoint"):
-        P.Predictor(junk)
+        I.Predictor(junk)
     other = save_checkpoint(tmp_path / "other.pt", MSNet(), kind="student", config={}, feature_hash="0" * 16)
     with pytest.raises(InputError, match="other.pt: checkpoint was trained on features 0000"):
-        P.Predictor(other)
+        I.Predictor(other)
     r = CliRunner().invoke(main, ["predict", "--checkpoint", str(junk), str(tmp_path / "a.wav")])
     assert r.exit_code == 1 and "not an hkdsme checkpoint" in r.output
 

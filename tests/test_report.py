@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from hkdsme.evaluate.cli import main
 from hkdsme.evaluate.metrics import METRICS, melody_scores
-from hkdsme.evaluate.predict import Predictor
+from hkdsme.evaluate.inference import Predictor
 from hkdsme.evaluate.report import checkpoint_names, run_report
 from hkdsme.model.checkpoint import save_checkpoint
 from hkdsme.model.student import MSNet

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from hkdsme.evaluate import predict as P
+from hkdsme.evaluate import inference as I
 from hkdsme.model import runtime
 from hkdsme.pipeline import cfp as cfp_mod
 from hkdsme.pipeline import grid, synthetic
@@ -94,7 +94,7 @@ def test_fast_predict_path_is_bit_identical_to_the_plain_one():
     """The speed work (channels_last, batch 32, inference_mode, threads, prefetch) must not change one frame:
     compare with the plain path (contiguous, batch 16, no_grad, fp32) on a synthetic song, default model."""
     x, _, _ = synthetic.make_song(seed=5, duration=12.0)
-    fast = P.Predictor(precision="fp32", decode="argmax")
+    fast = I.Predictor(precision="fp32", decode="argmax")
     assert fast.channels_last and fast.batch_size == 16          # fp32 on CPU: runtime.inference_batch
     _, f0 = fast.predict_audio(x)
 
@@ -103,7 +103,7 @@ def test_fast_predict_path_is_bit_identical_to_the_plain_one():
     pad = np.zeros((3, 320, -(-n // 64) * 64), np.float32)
     pad[:, :, :n] = feats
     segs = torch.from_numpy(pad.reshape(3, 320, -1, 64).transpose(2, 0, 1, 3).copy())
-    plain = P.Predictor(precision="fp32", channels_last=False).model
+    plain = I.Predictor(precision="fp32", channels_last=False).model
     with torch.no_grad():
         k = torch.cat([plain(segs[i:i + 16]).logits[:, 0].argmax(dim=1) for i in range(0, len(segs), 16)])
     ref = grid.bin_to_hz(k.reshape(-1)[:n].numpy())
@@ -124,10 +124,10 @@ def test_predict_many_with_prefetch_equals_one_by_one(tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     paths.insert(1, bad)
-    pred = P.Predictor(precision="fp32")
+    pred = I.Predictor(precision="fp32")
     got = list(pred.predict_many(paths))
     assert [p for p, _ in got] == paths
-    assert isinstance(got[1][1], P.InputError) and "bad.wav" in str(got[1][1])
+    assert isinstance(got[1][1], I.InputError) and "bad.wav" in str(got[1][1])
     for p, res in got:
         if p != bad:
             np.testing.assert_array_equal(res[1], pred.predict_file(p)[1])
@@ -135,17 +135,17 @@ def test_predict_many_with_prefetch_equals_one_by_one(tmp_path):
 
 def test_extract_melody_loads_the_model_once(monkeypatch):
     x, _, _ = synthetic.make_song(seed=1, duration=2.0)
-    P._PREDICTORS.clear()
+    I._PREDICTORS.clear()
     calls = []
-    real = P.Predictor.__init__
+    real = I.Predictor.__init__
 
     def counting(self, *a, **k):
         calls.append(1)
         real(self, *a, **k)
 
-    monkeypatch.setattr(P.Predictor, "__init__", counting)
-    a = P.extract_melody(x, sr=grid.SR)
-    b = P.extract_melody(x, sr=grid.SR)
+    monkeypatch.setattr(I.Predictor, "__init__", counting)
+    a = I.extract_melody(x, sr=grid.SR)
+    b = I.extract_melody(x, sr=grid.SR)
     assert len(calls) == 1
     np.testing.assert_array_equal(a[1], b[1])
 
@@ -158,8 +158,8 @@ def test_memory_format_follows_network_and_precision(tmp_path):
     assert not runtime.use_channels_last("cuda", "student", "bf16")
     ck = save_checkpoint(tmp_path / "t.pt", build_model("teacher"), kind="teacher", config={},
                          feature_hash=grid.feature_hash())
-    assert P.Predictor(ck, precision="fp32").channels_last is False        # the rule sees the checkpoint's kind
-    assert P.Predictor(ck, precision="bf16").channels_last is True
+    assert I.Predictor(ck, precision="fp32").channels_last is False        # the rule sees the checkpoint's kind
+    assert I.Predictor(ck, precision="bf16").channels_last is True
 
 
 _F0_SCRIPT = """

@@ -100,3 +100,21 @@ def test_export_cli_writes_a_half_precision_copy(tmp_path):
     assert next(model.parameters()).dtype == torch.float32
     r = CliRunner().invoke(main, ["export", str(src), "-o", str(tmp_path / "x.pt"), "--dtype", "int8"])
     assert r.exit_code != 0 and "float16" in r.output
+
+
+def test_help_shows_each_commands_packaged_defaults():
+    import re
+    import tomllib
+
+    from hkdsme.train.config import DEFAULT_FILE
+
+    d = tomllib.loads(DEFAULT_FILE.read_text())
+    for command, section in (("teacher", "teacher"), ("run", "distill")):
+        text = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())   # unwrap click's lines
+        want = {**d["train"], **d[section]}
+        for flag, key in (("--epochs", "epochs"), ("--batch", "batch"), ("--lr", "lr"), ("--seed", "seed"),
+                          ("--max-steps-per-epoch", "max_steps_per_epoch")):
+            assert re.search(rf"{flag} \S+ .*?\[default: {re.escape(str(want[key]))}\]", text), (command, flag)
+        assert "officialloss/HCRbehaviour[default:no-faithful]" in text.replace(" ", "")
+        assert "step budget of an epoch: at most N optimiser steps" in text
+    assert "[default: 100]" in " ".join(CliRunner().invoke(main, ["teacher", "--help"]).output.split())

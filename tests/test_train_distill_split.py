@@ -1,23 +1,10 @@
-"""train/distill.py split by job: teacher cache, pseudo-label store, trainer; the old names still import."""
+"""train/distill.py split by job: teacher cache, pseudo-label store, trainer."""
 import ast
 from pathlib import Path
-
-import pytest
 
 from hkdsme.train import distill, pseudo, teacher_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-MOVED = {
-    teacher_cache: ["CACHE_NAME", "LOGIT_MAX", "CHECKSUM_ALGO", "file_hash", "data_key", "_chunked",
-                    "_segment_source", "_remove_dead_temps", "build_teacher_cache", "cache_checksums",
-                    "cache_matches"],
-    pseudo: ["TrainSet", "_Lazy"],
-}
-
-
-@pytest.mark.parametrize("mod,name", [(m, n) for m, names in MOVED.items() for n in names])
-def test_moved_names_are_reexported_from_distill(mod, name):
-    assert getattr(distill, name) is getattr(mod, name)
 
 
 def _defined(rel):

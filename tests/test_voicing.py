@@ -35,8 +35,11 @@ def test_threshold_and_unvoiced_row():
     assert D.f0_from_voicing(v, hz, 0.5)[0].tolist()[1] == 0.0            # p(row 0) = 0.9 → unvoiced
     assert D.f0_from_voicing(v, hz, 0.5)[0, 0] > 0
     assert D.f0_from_voicing(v, hz, 0.75)[0, 0] == 0.0                    # 0.7 voiced mass < θ = 0.75
-    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
         D.f0_from_voicing(v, hz, 1.0)
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        D.f0_from_voicing(v, hz, -0.1)
+    assert (D.f0_from_voicing(v, hz, 0.0) == hz).all()                    # θ = 0: every frame voiced, its pitch
 
 
 def test_sub_bin_refinement_weighted_mean():
@@ -104,24 +107,24 @@ def test_overall_accuracy_matches_mir_eval():
 
 
 def test_predictor_uses_stored_threshold_and_override(tmp_path):
-    from hkdsme.evaluate import predict as P
+    from hkdsme.evaluate import inference as I
     from hkdsme.model.checkpoint import save_checkpoint
     from hkdsme.model.student import MSNet
 
     torch.manual_seed(0)
     ck = save_checkpoint(tmp_path / "s.pt", MSNet(), kind="student", config={}, feature_hash=grid.feature_hash(),
                          extra={"voicing_threshold": 0.3})
-    assert P.Predictor(ck).voicing_threshold == 0.3
-    assert P.Predictor(ck, voicing_threshold=0.7).voicing_threshold == 0.7
-    assert P.Predictor(ck, decode="argmax").voicing_threshold is None
+    assert I.Predictor(ck).voicing_threshold == 0.3
+    assert I.Predictor(ck, voicing_threshold=0.7).voicing_threshold == 0.7
+    assert I.Predictor(ck, decode="argmax").voicing_threshold is None
     with pytest.raises(ValueError, match="decode must be"):
-        P.Predictor(ck, decode="median")
+        I.Predictor(ck, decode="median")
     # threshold changes only voicing, never the pitch of frames voiced under both
     from hkdsme.pipeline import synthetic
 
     x, _, _ = synthetic.make_song(seed=3, duration=3.0)
-    lo = P.Predictor(ck, voicing_threshold=0.05, precision="fp32").predict_audio(x)[1]
-    hi = P.Predictor(ck, voicing_threshold=0.95, precision="fp32").predict_audio(x)[1]
+    lo = I.Predictor(ck, voicing_threshold=0.05, precision="fp32").predict_audio(x)[1]
+    hi = I.Predictor(ck, voicing_threshold=0.95, precision="fp32").predict_audio(x)[1]
     both = (lo > 0) & (hi > 0)
     np.testing.assert_array_equal(lo[both], hi[both])
     assert (lo > 0).sum() >= (hi > 0).sum()

@@ -9,6 +9,7 @@ Launch under ``torchrun --nproc_per_node N`` for DDP.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import click
@@ -16,7 +17,26 @@ import click
 from hkdsme.pipeline.errors import InputError
 
 
-def _common(f):
+@functools.cache
+def _opt(command: str):
+    """``opt(*decls, key=..., help=..., **kw)``: a click option whose ``--help`` ends with ``command``'s packaged
+    default of ``key`` (hkdsme/configs/default.toml). The option's own default stays None: a flag given on the
+    command line overrides ``--config``, which overrides the packaged default (hkdsme.train.config)."""
+    from hkdsme.train import config
+
+    d = config.defaults(command)
+
+    def opt(*decls, key: str, help: str = "", **kw):
+        v = d[key]
+        shown = (("" if v else "no-") + key.replace("_", "-")) if isinstance(v, bool) else str(v)
+        return click.option(*decls, help=f"{help}  [default: {shown}]".lstrip(), **kw)
+    return opt
+
+
+def _common(command: str):
+    """The options every training command shares, ``--help`` showing ``command``'s packaged defaults."""
+    opt = _opt(command)
+
     opts = [
         click.option("--out", type=click.Path(file_okay=False), help="run folder"),
         click.option("--val", type=click.Path(), help="validation cache (best.pt by its OA)"),
@@ -25,25 +45,34 @@ def _common(f):
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML options file"),
         click.option("--resume", is_flag=True, help="continue RUN/last.pt exactly"),
         click.option("--force", is_flag=True, help="start over in a RUN that holds a run (deletes its outputs)"),
-        click.option("--epochs", type=int), click.option("--batch", type=int), click.option("--lr", type=float),
-        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"])),
-        click.option("--seed", type=int),
-        click.option("--device", type=click.Choice(["cpu", "cuda"])),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"])),
-        click.option("--channels-last/--no-channels-last", default=None),
-        click.option("--workers", type=int, help="DataLoader worker processes"),
-        click.option("--max-steps-per-epoch", type=int, help="cap steps per epoch (smoke tests)"),
-        click.option("--val-batch", type=int),
-        click.option("--val-every", type=int, help="validate after every N-th epoch and the last (default 1)"),
-        click.option("--patience", type=int,
-                     help="stop once N epochs bring no better validation score (0 = off, the default)"),
-        click.option("--faithful/--no-faithful", default=None, help="official loss/HCR behaviour"),
-        click.option("--harmonic/--no-harmonic", default=None, help="4 harmonic classes (default) or melody only"),
+        opt("--epochs", key="epochs", type=int, help="epochs to train"),
+        opt("--batch", key="batch", type=int, help="segments (64 frames each) per optimiser step"),
+        opt("--lr", key="lr", type=float, help="Adam learning rate"),
+        opt("--lr-schedule", key="lr_schedule", type=click.Choice(["constant", "cosine"]),
+            help="cosine: lr·(1 + cos(π·epoch/epochs))/2"),
+        opt("--seed", key="seed", type=int),
+        opt("--device", key="device", type=click.Choice(["cpu", "cuda"])),
+        opt("--precision", key="precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            help="auto = bf16 where the hardware runs it natively, else fp32"),
+        opt("--channels-last/--no-channels-last", key="channels_last", default=None),
+        opt("--workers", key="workers", type=int, help="DataLoader worker processes"),
+        opt("--max-steps-per-epoch", key="max_steps_per_epoch", type=int,
+            help="step budget of an epoch: at most N optimiser steps, drawn from a fresh shuffle each epoch "
+                 "(0 = one full pass over the data)"),
+        opt("--val-batch", key="val_batch", type=int, help="segments per forward pass in validation"),
+        opt("--val-every", key="val_every", type=int, help="validate after every N-th epoch and the last"),
+        opt("--patience", key="patience", type=int,
+            help="stop once N epochs bring no better validation score (0 = off)"),
+        opt("--faithful/--no-faithful", key="faithful", default=None, help="official loss/HCR behaviour"),
+        opt("--harmonic/--no-harmonic", key="harmonic", default=None, help="4 harmonic classes or melody only"),
         click.option("--init", type=click.Path(dir_okay=False), help="start from this checkpoint's weights"),
     ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+
+    def apply(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return apply
 
 
 def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: dict):
@@ -74,7 +103,7 @@ def main():
 
 @main.command()
 @click.option("--data", multiple=True, type=click.Path(), help="labeled training cache (repeatable)")
-@_common
+@_common("teacher")
 def teacher(config_file, resume, force, data, **kw):
     """Supervised 4-class pre-training of the FTANet teacher."""
     from hkdsme.train.teacher import train_teacher
@@ -87,20 +116,24 @@ def teacher(config_file, resume, force, data, **kw):
 @click.option("--teacher", help="teacher checkpoint, or 'random' (untrained, as the official code)")
 @click.option("--labeled", multiple=True, type=click.Path(), help="labeled cache (repeatable)")
 @click.option("--unlabeled", multiple=True, type=click.Path(), help="unlabeled cache for HCR (repeatable)")
-@click.option("--hcr/--no-hcr", default=None, help="pseudo-label selection (HCR)")
-@click.option("--kd/--no-kd", default=None, help="teacher terms (CGL + KL)")
-@click.option("--cgl/--no-cgl", default=None, help="confidence-guided loss")
-@click.option("--heads/--no-heads", default=None, help="student projector heads")
+@_opt("distill")("--hcr/--no-hcr", key="hcr", default=None, help="pseudo-label selection (HCR)")
+@_opt("distill")("--kd/--no-kd", key="kd", default=None, help="teacher terms (CGL + KL)")
+@_opt("distill")("--cgl/--no-cgl", key="cgl", default=None, help="confidence-guided loss")
+@_opt("distill")("--heads/--no-heads", key="heads", default=None, help="student projector heads")
 @click.option("--student-teacher", is_flag=True, default=None,
               help="allow a 4-class student checkpoint as --teacher (e.g. the best supervised student)")
-@click.option("--hcr-threshold", type=float)
-@click.option("--hcr-tolerance", type=int, help="bins the octave relations may miss by (0 = paper's exact rule)")
-@click.option("--hcr-batch", type=int)
-@click.option("--teacher-batch", type=int)
+@_opt("distill")("--hcr-threshold", key="hcr_threshold", type=float,
+                 help="fraction of a segment's frames that must be octave-consistent for HCR to keep it")
+@_opt("distill")("--hcr-tolerance", key="hcr_tolerance", type=int,
+                 help="bins the octave relations may miss by (0 = paper's exact rule)")
+@_opt("distill")("--hcr-batch", key="hcr_batch", type=int, help="segments per student forward pass in HCR")
+@_opt("distill")("--teacher-batch", key="teacher_batch", type=int,
+                 help="segments per teacher forward pass when filling the teacher cache")
 @click.option("--teacher-cache", type=click.Path(dir_okay=False),
               help="teacher-logit cache file shared by runs with the same teacher and data [default: RUN/teacher_cache.h5]")
-@click.option("--unlabeled-max", type=int, help="fixed seeded sample of N unlabeled segments (0 = all)")
-@_common
+@_opt("distill")("--unlabeled-max", key="unlabeled_max", type=int,
+                 help="fixed seeded sample of N unlabeled segments (0 = all)")
+@_common("distill")
 def run(config_file, resume, force, labeled, unlabeled, **kw):
     """HKDSME: distil the MSNet student (KD + CGL + HCR)."""
     from hkdsme.train.distill import train_student

@@ -2,7 +2,7 @@
 
 One job: the distillation trainer (:class:`DistillTrainer`, :func:`train_student`). The teacher-logit cache
 lives in :mod:`hkdsme.train.teacher_cache`, the pseudo-label store and the mixed training set in
-:mod:`hkdsme.train.pseudo`; their names are re-exported here for existing imports.
+:mod:`hkdsme.train.pseudo`.
 
 ``hkd-train run --teacher CKPT --labeled DIR... [--unlabeled DIR...] --val DIR --out RUN``
 
@@ -56,11 +56,8 @@ from hkdsme.train.dataset import SegmentSample, ShardDataset
 from hkdsme.train.hcr import PseudoLabelQuality, select_segments
 from hkdsme.train.loop import Trainer, predict_segments
 from hkdsme.train.losses import hkdsme_loss
-from hkdsme.train.pseudo import TrainSet, _Lazy, combine, store_path, write_store  # noqa: F401
-from hkdsme.train.teacher_cache import (  # noqa: F401  (moved names, re-exported for existing imports)
-    CACHE_NAME, CHECKSUM_ALGO, LOGIT_MAX, _chunked, _remove_dead_temps, _segment_source, build_teacher_cache,
-    cache_checksums, cache_matches, data_key, file_hash,
-)
+from hkdsme.train.pseudo import TrainSet, combine, store_path, write_store
+from hkdsme.train.teacher_cache import CACHE_NAME, build_teacher_cache, cache_matches, data_key, file_hash
 
 
 class DistillTrainer(Trainer):

@@ -45,12 +45,6 @@ from hkdsme.train.curves import best_epoch as best_row, read_metrics
 from hkdsme.train.dataset import SegmentBatchSampler, ShardDataset, make_loader
 
 
-# --------------------------------------------------------------------------------------------- precision
-# Chosen by what the hardware runs natively (hkdsme.model.runtime); kept here under their old names.
-resolve_precision = runtime.resolve_precision
-autocast = runtime.autocast
-
-
 # --------------------------------------------------------------------------------------------- randomness
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -114,7 +108,7 @@ def predict_segments(model, ds: ShardDataset, indices, *, device, precision="fp3
         x = b["x"].to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(precision, device):
+        with runtime.autocast(precision, device):
             out = model(x)
         yield rows, b, out
 
@@ -222,7 +216,7 @@ class Trainer:
         self.info = ddp.init(cfg["device"])
         self.device = self.info.device
         self.threads = runtime.configure_threads() if self.device.type == "cpu" else torch.get_num_threads()
-        self.precision_info = resolve_precision(cfg["precision"], self.device)
+        self.precision_info = runtime.resolve_precision(cfg["precision"], self.device)
         self.precision = self.precision_info.name
         # channels_last = true means "where it is faster" (runtime.use_channels_last: by network and precision)
         self.channels_last = bool(cfg["channels_last"]) and runtime.use_channels_last(
@@ -493,7 +487,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not self.info.main, leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = self.to_device(batch)
-            with autocast(self.precision, self.device):
+            with runtime.autocast(self.precision, self.device):
                 out = net(batch["x"])
             terms = self.loss(out, batch)             # losses compute in float32 themselves
             optimizer.zero_grad(set_to_none=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from hkdsme.evaluate.calibrate import load_for_caches
-from hkdsme.evaluate.inference import _decoder, resolve_checkpoint
+from hkdsme.evaluate.inference import _decoder
+from hkdsme.evaluate.models import resolve_checkpoint
 from hkdsme.model import runtime
 from hkdsme.pipeline.augment import AugmentSpec, plan_variant, variant_seed
 from hkdsme.train.dataset import ShardDataset

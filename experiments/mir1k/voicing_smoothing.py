@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
 from hkdsme.evaluate.calibrate import load_for_caches
-from hkdsme.evaluate.inference import resolve_checkpoint
+from hkdsme.evaluate.models import resolve_checkpoint
 from hkdsme.model import runtime
 from hkdsme.model.decode import THRESHOLDS, oa_curve
 from hkdsme.train.dataset import ShardDataset
