@@ -59,7 +59,7 @@ def test_ftanet_is_the_teacher_in_half_the_bytes():
 def test_msnet_vocal_ships_with_its_mit_licence():
     import torch
 
-    path = model_checkpoint("msnet-vocal")
+    path = M.model_checkpoint("msnet-vocal")
     payload = torch.load(path, weights_only=True, mmap=True)
     assert payload["n_classes"] == 1 and payload["extra"]["export_dtype"] == "float16"
     assert "MIT License" in payload["extra"]["license"]
