@@ -29,7 +29,6 @@ import numpy as np
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.errors import InputError
 
-NOTE_KINDS = ":*"          # normal and golden notes carry a pitch
 SKIPPED_KINDS = "FRG"      # freestyle, rap, golden rap: no pitch to score
 MIDI_BASE = 60             # MIDI = 60 + UltraStar pitch
 
@@ -37,6 +36,7 @@ MIDI_BASE = 60             # MIDI = 60 + UltraStar pitch
 OFFSETS_S = np.round(np.arange(-0.10, 0.30 + 1e-9, grid.FRAME_PERIOD), 2) + 0.0
 OCTAVES = (-2, -1, 0, 1)
 PITCH_TOLERANCE_BINS = 2   # salience is read as the max over ±2 bins (±40 cents): singers and bands drift off A440
+NORM_FRAMES = 101          # salience normalised by its maximum over ±0.5 s (101 frames), see salience()
 TIE_MARGIN = 0.01          # an octave within 1 % of the best score is a tie, resolved towards shift 0
 
 _NOTE_RE = re.compile(r"^([:*FRG])\s*(-?\d+)\s+(-?\d+)\s+(-?\d+)(?:\s(.*))?$")
@@ -188,12 +188,14 @@ def note_f0(notes: np.ndarray, times) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- resolution
 
 def salience(features: np.ndarray) -> np.ndarray:
-    """Per-frame normalised harmonic salience ``(320, T)`` from a CFP ``(3, 320, T)`` (spectrum, GCoS, GC).
+    """Locally normalised harmonic salience ``(320, T)`` from a CFP ``(3, 320, T)`` (spectrum, GCoS, GC).
 
     ``Z = spectrum · GC`` (the CFP product of Su & Yang 2015: the spectrum's harmonics at ``n·f0`` and the
     cepstrum's sub-harmonics at ``f0/n`` cancel, ``f0`` survives), then ``max`` over ±2 rows (±40 cents: the
-    notes are semitones, real singing and tuning are not), then divided by each frame's maximum (0 where a frame
-    is all 0), so loud passages do not outweigh quiet ones.
+    notes are semitones, real singing and tuning are not), then divided by the largest frame maximum within
+    ±0.5 s (:data:`NORM_FRAMES`; 0 where that is 0), so loud passages do not outweigh quiet ones. Not divided per
+    frame: that would lift the fading edges of a note (the 96 ms CFP window) to full salience and leave the
+    offset score flat over ±40 ms (a synthetic song's known offset came out 30 ms late).
     """
     from scipy.ndimage import maximum_filter1d
 
@@ -201,7 +203,7 @@ def salience(features: np.ndarray) -> np.ndarray:
     if f.ndim != 3 or f.shape[:2] != (3, grid.N_FREQ):
         raise ValueError(f"expected CFP features of shape (3, {grid.N_FREQ}, T), got {f.shape}")
     z = maximum_filter1d(f[0] * f[2], size=2 * PITCH_TOLERANCE_BINS + 1, axis=0, mode="constant")
-    peak = z.max(axis=0, keepdims=True)
+    peak = maximum_filter1d(z.max(axis=0), size=NORM_FRAMES, mode="nearest")[None, :]
     return np.divide(z, peak, out=np.zeros_like(z), where=peak > 0)
 
 
@@ -220,7 +222,7 @@ def resolve_offset_octave(notes: np.ndarray, audio_or_features, offsets_s=OFFSET
 
         score(o, k) = Σ_{t ∈ F} salience[round(r_n + 60 k), t] / |F|      (frames outside the audio count 0)
 
-    with :func:`salience` (per-frame normalised, ±40 cents). The best octave is the one with the highest score
+    with :func:`salience` (normalised over ±0.5 s, ±40 cents). The best octave is the one with the highest score
     over offsets, except that octave 0 wins whenever its best score is within :data:`TIE_MARGIN` (1 %) of it;
     the offset is then that octave's argmax (an exact tie goes to the smaller ``|o|``).
     """
