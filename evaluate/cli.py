@@ -41,7 +41,9 @@ def _fail(e):
 @main.command()
 @click.option("--checkpoint", "checkpoints", multiple=True, required=True, type=click.Path(path_type=str),
               help="Checkpoint to score; repeat for several side by side.")
-@click.option("--dataset", required=True, help="Dataset adapter name (mir1k, medleydb, adc2004, ...).")
+@click.option("--dataset", required=True,
+              help="Dataset adapter name (mir1k, medleydb, adc2004, ..., ultrastar: real band mixes with karaoke "
+                   "notes; its --split validation is splits.json's 'dev', train its 'train').")
 @click.option("--root", required=True, type=click.Path(path_type=str), help="Dataset folder as it ships.")
 @click.option("--split", default=None, help="train / validation / test (where the dataset defines one).")
 @click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(path_type=str),
@@ -56,16 +58,24 @@ def _fail(e):
                    "literature's vocal test lists: 12 / 9 tracks).")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N tracks.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write one PNG per track.")
+@click.option("--cent-tolerance", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Pitch is right within this many cents (default: 100 for ultrastar's note-level references, "
+                   "else 50).")
 def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_size, precision, decode,
-           voicing_threshold, tracks_file, all_tracks, limit, plots):
-    """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA)."""
+           voicing_threshold, tracks_file, all_tracks, limit, plots, cent_tolerance):
+    """Score CHECKPOINTs on whole tracks of a dataset with mir_eval (VR, VFA, RPA, RCA, OA).
+
+    ultrastar is also scored with OAc (chroma overall accuracy); its mean OAc over --split validation at 100
+    cents is the real-mix dev score (docs/real_mix_dev.md).
+    """
     from hkdsme.evaluate.report import run_report
 
     try:
         r = run_report(list(checkpoints), dataset, root, split=split, out_dir=out_dir, cache_dir=cache_dir,
                        device=device, batch_size=batch_size, precision=precision, decode=decode,
                        voicing_threshold=voicing_threshold, plots=plots, limit=limit,
-                       tracks_file=tracks_file, all_tracks=all_tracks, log=click.echo)
+                       tracks_file=tracks_file, all_tracks=all_tracks, cent_tolerance=cent_tolerance,
+                       log=click.echo)
     except (InputError, ValueError) as e:
         _fail(e)
     except OSError as e:   # e.g. the --out folder became unwritable during the run

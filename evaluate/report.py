@@ -5,8 +5,13 @@ computed from the audio), every checkpoint's f0 on the 10 ms grid for all frames
 ``metrics.melody_scores(native ref times, native ref Hz, est times, est Hz)`` (mir_eval resamples the estimate
 onto the reference times). Per checkpoint the dataset score is the mean over tracks.
 
+Pitch is right within ``cent_tolerance`` cents: 50 (the literature's), except for datasets with note-level
+references (:data:`NOTE_LEVEL`: ``ultrastar``, karaoke notes), scored at 100 cents with the chroma overall
+accuracy OAc as a sixth metric; the "real-mix dev score" of a model is its mean OAc over the ultrastar dev songs
+(``--split validation``) at 100 cents (docs/real_mix_dev.md).
+
 Files written to ``out_dir`` (atomically): ``report.md`` (table), ``report.json`` (everything), ``per_track.csv``
-(``checkpoint,track_id,VR,VFA,RPA,RCA,OA``), ``plots/<track_id>.png`` (reference and estimates over the CFP
+(``checkpoint,track_id,VR,VFA,RPA,RCA,OA[,OAc]``), ``plots/<track_id>.png`` (reference and estimates over the CFP
 spectrum channel) and ``summary.png`` (bar chart of the means). A track that fails (unreadable audio, missing
 labels, ...) is listed with its reason and the others continue.
 """
@@ -20,10 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-from hkdsme.evaluate.metrics import METRICS, mean_scores, melody_scores
+from hkdsme.evaluate.metrics import ALL_METRICS, DEFAULT_CENT_TOLERANCE, METRICS, mean_scores, melody_scores
 from hkdsme.pipeline import grid
 from hkdsme.pipeline.atomic import write_text
 from hkdsme.pipeline.errors import InputError
+
+
+# Datasets whose references are notes, not f0 (no vibrato or glides, octave checked against the audio only):
+# their default cent tolerance; they are also scored with OAc.
+NOTE_LEVEL = {"ultrastar": 100.0}
+DEV_SCORE = ("ultrastar", "validation", 100.0)   # the real-mix dev score: mean OAc on these (dataset, split, cents)
+
+
+def scoring(dataset: str, cent_tolerance: float | None = None) -> tuple[float, tuple[str, ...]]:
+    """``(cent tolerance, metrics)`` of a report on ``dataset``: :data:`NOTE_LEVEL` datasets default to their
+    tolerance and add OAc; the others default to 50 cents and the five literature metrics."""
+    tol = NOTE_LEVEL.get(dataset, DEFAULT_CENT_TOLERANCE) if cent_tolerance is None else float(cent_tolerance)
+    return tol, (ALL_METRICS if dataset in NOTE_LEVEL else METRICS)
 
 
 def checkpoint_names(paths) -> list[str]:
@@ -75,10 +93,11 @@ def _open_cache(cache_dir, log):
 def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report", cache_dir=None, device="cpu",
                batch_size: int | None = None, precision: str = "auto", decode: str = "voicing",
                voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print,
-               tracks_file=None, all_tracks: bool = False) -> dict:
+               tracks_file=None, all_tracks: bool = False, cent_tolerance: float | None = None) -> dict:
     """Evaluate ``checkpoints`` on ``dataset`` and write the report files; returns the ``report.json`` dict.
 
-    Checkpoints are all loaded first, so a bad one stops the run (``InputError``) before any work is done.
+    ``cent_tolerance``: None = the dataset's default (:func:`scoring`). Checkpoints are all loaded first, so a bad
+    one stops the run (``InputError``) before any work is done.
     """
     from tqdm import tqdm
 
@@ -91,6 +110,9 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
 
     if not checkpoints:
         raise ValueError("give at least one checkpoint")
+    tol, metrics = scoring(dataset, cent_tolerance)
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"cent tolerance must be a positive number, got {cent_tolerance!r}")
     out = check_out_dir(out_dir)              # an existing file or a read-only folder: one line, before any work
     names = checkpoint_names(checkpoints)
     preds = {n: Predictor(c, device=device, batch_size=batch_size, precision=precision, decode=decode,
@@ -100,7 +122,7 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     cache = _open_cache(cache_dir, log)
 
     per_track = {n: {} for n in names}
-    sources, failed = {}, {}
+    sources, failed, alignment = {}, {}, {}
     for tr in tqdm(tracks, desc=f"report {dataset}", unit="track", disable=not progress):
         try:
             ref = tr.load_f0()
@@ -108,7 +130,12 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
                 raise InputError(tr.audio_path, "track has no reference annotation")
             feats, sources[tr.track_id] = _features(tr, cache)
             est = {n: p.predict_features(feats) for n, p in preds.items()}
-            scores = {n: melody_scores(ref[0], ref[1], *e, path=tr.label_path) for n, e in est.items()}
+            scores = {n: melody_scores(ref[0], ref[1], *e, path=tr.label_path, cent_tolerance=tol, metrics=metrics)
+                      for n, e in est.items()}
+            if dataset == "ultrastar":          # the per-song offset/octave its reference was built with
+                from hkdsme.pipeline.ultrastar import resolve_track
+
+                alignment[tr.track_id] = resolve_track(tr).as_dict()
         except InputError as e:
             failed[tr.track_id] = str(e)
             sources.pop(tr.track_id, None)
@@ -122,24 +149,28 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
                        title=f"{dataset} {tr.track_id}")
 
     n_ok = len(sources)
-    means = {n: (mean_scores(per_track[n].values()) if n_ok else {m: None for m in METRICS}) for n in names}
+    means = {n: (mean_scores(per_track[n].values(), metrics) if n_ok else {m: None for m in metrics})
+             for n in names}
     report = {
         "dataset": dataset, "root": str(root), "split": split, "n_tracks": len(tracks), "n_scored": n_ok,
         "track_list": track_list,
         "feature_hash": grid.feature_hash(), "cache": str(cache_dir) if cache_dir else None,
         "feature_source": sources,
-        "protocol": "mir_eval.melody.evaluate(native ref times/Hz, est on 10 ms grid); 50 cents; %; "
+        "protocol": f"mir_eval.melody (native ref times/Hz, est on 10 ms grid); pitch within {tol:g} cents; %; "
                     "mean over tracks",
+        "cent_tolerance": tol, "metrics": list(metrics),
+        "dev_score": _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit),
+        "alignment": alignment,
         "mir_eval_version": mir_eval.__version__, "python": platform.python_version(),
         "checkpoints": {n: {"path": str(c), "kind": preds[n].kind, "feature_hash": preds[n].meta.get("feature_hash"),
                             "mean": means[n], "per_track": per_track[n]} for n, c in zip(names, checkpoints)},
         "failed": failed,
     }
     write_text(out / "report.json", json.dumps(report, indent=1))
-    write_text(out / "per_track.csv", _per_track_csv(per_track))
+    write_text(out / "per_track.csv", _per_track_csv(per_track, metrics))
     write_text(out / "report.md", _markdown(report))
     if n_ok:
-        plot_summary(out / "summary.png", means, METRICS,
+        plot_summary(out / "summary.png", means, metrics,
                      title=f"{dataset}{' ' + split if split else ''}: mean over {n_ok} tracks")
     return report
 
@@ -148,19 +179,31 @@ def _safe(track_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in track_id)
 
 
-def _per_track_csv(per_track: dict) -> str:
+def _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit) -> str | None:
+    """For ultrastar: whether this report's mean OAc is the real-mix dev score, in words."""
+    if dataset != DEV_SCORE[0]:
+        return None
+    what = ("real-mix dev score = mean OAc over the ultrastar dev songs (split validation = splits.json 'dev') "
+            "at 100 cents")
+    if (split, tol, tracks_file, all_tracks, limit) == (DEV_SCORE[1], DEV_SCORE[2], None, False, None):
+        return what + ": the OAc column below"
+    return what + "; this report's tracks or tolerance differ, so its OAc is NOT that score"
+
+
+def _per_track_csv(per_track: dict, metrics=METRICS) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["checkpoint", "track_id", *METRICS])
+    w.writerow(["checkpoint", "track_id", *metrics])
     for name, tracks in per_track.items():
         for tid, s in tracks.items():
-            w.writerow([name, tid, *(f"{s[m]:.4f}" for m in METRICS)])
+            w.writerow([name, tid, *(f"{s[m]:.4f}" for m in metrics)])
     return buf.getvalue()
 
 
 def _markdown(r: dict) -> str:
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     src = sorted(set(r["feature_source"].values()))
+    metrics = r["metrics"]
     lines = [
         f"# hkd-eval report: {r['dataset']}" + (f" ({r['split']})" if r["split"] else ""),
         "",
@@ -168,12 +211,34 @@ def _markdown(r: dict) -> str:
         f"- track list: {r['track_list']}",
         f"- features: {', '.join(src) or 'none'} (feature hash `{r['feature_hash']}`)",
         f"- {r['protocol']} (mir_eval {r['mir_eval_version']})",
+        f"- cent tolerance: {r['cent_tolerance']:g} cents",
+    ]
+    if "OAc" in metrics:
+        lines.append("- OAc = chroma overall accuracy: (frames unvoiced in both + frames voiced in both with the "
+                     "octave-folded pitch error within the tolerance) / all frames")
+    if r.get("dev_score"):
+        lines.append(f"- {r['dev_score']}")
+    lines += [
         "",
-        "| checkpoint | kind | " + " | ".join(METRICS) + " |",
-        "|---|---|" + "---:|" * len(METRICS),
+        "| checkpoint | kind | " + " | ".join(metrics) + " |",
+        "|---|---|" + "---:|" * len(metrics),
     ]
     for name, c in r["checkpoints"].items():
-        lines.append(f"| {name} | {c['kind']} | " + " | ".join(fmt(c["mean"][m]) for m in METRICS) + " |")
+        lines.append(f"| {name} | {c['kind']} | " + " | ".join(fmt(c["mean"][m]) for m in metrics) + " |")
+    if r.get("alignment"):
+        names = list(r["checkpoints"])
+        lines += ["", "## Per song: reference alignment and OAc", "",
+                  "Notes moved by the offset and octave shift chosen on the audio's harmonic salience "
+                  "(`hkdsme.pipeline.ultrastar.resolve_offset_octave`); score = mean salience at the notes "
+                  "(the runner-up octave's in brackets).", "",
+                  "| song | offset s | octave | score | " + " | ".join(f"OAc {n}" for n in names) + " |",
+                  "|---|---:|---:|---:|" + "---:|" * len(names)]
+        for tid, a in r["alignment"].items():
+            others = [v for k, v in a["octave_scores"].items() if int(k) != a["octave"]]
+            runner = f" ({max(others):.2f})" if others else ""
+            oac = [fmt(r["checkpoints"][n]["per_track"].get(tid, {}).get("OAc")) for n in names]
+            lines.append(f"| {tid} | {a['offset_s']:+.2f} | {a['octave']:+d} | {a['score']:.2f}{runner} | "
+                         + " | ".join(oac) + " |")
     if r["failed"]:
         lines += ["", "## Failed tracks", ""] + [f"- `{t}`: {why}" for t, why in r["failed"].items()]
     return "\n".join(lines) + "\n"

@@ -53,7 +53,8 @@ def cfp(audio, out):
 
 
 @main.command()
-@click.option("--dataset", required=True, help="mir1k, medleydb, adc2004, mirex05, ikala, unlabeled, synthetic")
+@click.option("--dataset", required=True,
+              help="mir1k, medleydb, adc2004, mirex05, ikala, unlabeled, synthetic, ultrastar")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

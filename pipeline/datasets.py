@@ -18,6 +18,10 @@ adc2004,   ``<name>.wav``                                         ``<name>REF.tx
 mirex05,
 synthetic
 unlabeled  any tree of wav/flac/mp3/ogg                           none
+ultrastar  ``songs/<name>/audio.ogg``                             ``songs/<name>/song.txt`` (UltraStar notes, offset
+                                                                  and octave resolved per song; split validation =
+                                                                  splits.json ``dev``, train = ``train``;
+                                                                  :mod:`hkdsme.pipeline.ultrastar`)
 =========  ====================================================  =============================================
 
 MIDI → Hz: ``440 · 2 ** ((m − 69) / 12)`` for ``m > 0``.
@@ -32,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from hkdsme.pipeline import audio as audio_io
-from hkdsme.pipeline import grid
+from hkdsme.pipeline import grid, ultrastar
 from hkdsme.pipeline.errors import InputError
 
-DATASETS = ("mir1k", "medleydb", "adc2004", "mirex05", "ikala", "unlabeled", "synthetic")
+DATASETS = ("mir1k", "medleydb", "adc2004", "mirex05", "ikala", "unlabeled", "synthetic", "ultrastar")
 SPLITS = ("train", "validation", "test")
 # The one list of audio file extensions searched in folders (unlabeled datasets, ``hkd-eval predict FOLDER``).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aif", ".aiff", ".au")
@@ -93,7 +97,8 @@ def list_tracks(name: str, root, split: str | None = None, tracks_file=None, lim
     """Tracks of dataset ``name`` under ``root``.
 
     ``split`` ∈ train/validation/test where the dataset defines one (mir1k: ``splits.json`` or the singer rule;
-    medleydb: the lineage lists; adc2004/mirex05: only "test"). adc2004/mirex05 default to the literature's
+    medleydb: the lineage lists; adc2004/mirex05: only "test"; ultrastar: validation/train = splits.json's
+    dev/train). adc2004/mirex05 default to the literature's
     vocal test lists (:data:`REF_TEST_LISTS`, built in; a listed track missing from ``root`` is an
     ``InputError``); ``all_tracks`` lists every ``<name>.wav`` instead (medleydb: every MELODY2 annotation, all
     others: no split). ``tracks_file``: text file of track ids, one per line (blank lines and ``#`` comments
@@ -145,6 +150,8 @@ def track_list_name(name: str, split: str | None = None, tracks_file=None, all_t
         return f"built-in {REF_TEST_LISTS[name]} ({REF_TEST_NAMES[name]})"
     if name == "medleydb":
         return f"built-in {MEDLEYDB_LISTS[split or 'train']} (split {split or 'train'})"
+    if name == "ultrastar" and split in ultrastar.SPLIT_KEYS:
+        return f"split {split!r} (splits.json {ultrastar.SPLIT_KEYS[split]!r})"
     return f"split {split!r}" if split else "all tracks"
 
 
@@ -513,8 +520,9 @@ _LISTERS = {
     "mirex05": (_ref_lister("mirex05"), ()),
     "synthetic": (_ref_lister("synthetic"), ()),
     "unlabeled": (_list_unlabeled, ()),
+    "ultrastar": (ultrastar.list_tracks, ()),
 }
 _F0_READERS = {
     "mir1k": _f0_mir1k, "ikala": _f0_ikala, "medleydb": _f0_medleydb,
-    "adc2004": _f0_ref, "mirex05": _f0_ref, "synthetic": _f0_ref,
+    "adc2004": _f0_ref, "mirex05": _f0_ref, "synthetic": _f0_ref, "ultrastar": ultrastar.load_f0,
 }
