@@ -159,7 +159,7 @@ def label_f0(audio_dir, out, tracker, threshold):
     t0 = time.perf_counter()
     try:
         s = f0_tracker.label_folder(audio_dir, out, tracker, threshold, echo=click.echo)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, RuntimeError) as e:   # RuntimeError: an optional tracker not installed
         raise click.ClickException(str(e)) from None
     wall = time.perf_counter() - t0
     th = f0_tracker.THRESHOLDS[tracker] if threshold is None else threshold

@@ -2,6 +2,8 @@
 vibrato and silences, label files (round trip, atomic, resumable, bad input)."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -49,8 +51,10 @@ def interior(times, margin=0.06):
     return voiced, ~near
 
 
-@pytest.mark.parametrize("tracker", ["swift", "pyin"])
+@pytest.mark.parametrize("tracker", ["pyin", "swift"])
 def test_synthetic_voice_within_20_cents_and_silence_unvoiced(tracker):
+    if tracker != ft.DEFAULT_TRACKER:
+        pytest.importorskip({"swift": "swift_f0"}[tracker], reason="optional tracker not installed")
     x = synthetic_voice()
     times, f0, conf = ft.track(x, SR, tracker)
     assert np.allclose(times, 0.01 * np.arange(len(x) // 160 + 1))
@@ -66,8 +70,8 @@ def test_synthetic_voice_within_20_cents_and_silence_unvoiced(tracker):
 def test_track_at_another_rate_gives_the_same_grid():
     x16 = synthetic_voice()
     x8 = synthetic_voice(8000)
-    t16, f16, c16 = ft.track(x16, SR, "swift")
-    t8, f8, c8 = ft.track(x8, 8000, "swift")      # resampled to 16 kHz inside: same 10 ms frames
+    t16, f16, c16 = ft.track(x16, SR)
+    t8, f8, c8 = ft.track(x8, 8000)      # resampled to 16 kHz inside: same 10 ms frames
     assert t8.size == t16.size
     voiced, _ = interior(t8)
     assert np.median(np.abs(1200 * np.log2(f8[voiced] / f16[voiced]))) < 5
@@ -77,7 +81,14 @@ def test_unknown_tracker_and_empty_audio_are_refused():
     with pytest.raises(ValueError, match="unknown tracker"):
         ft.track(np.zeros(1600, np.float32), SR, "nope")
     with pytest.raises(ValueError, match="empty"):
-        ft.track(np.zeros(0, np.float32), SR, "swift")
+        ft.track(np.zeros(0, np.float32), SR)
+
+
+def test_missing_optional_tracker_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "swift_f0", None)      # makes `import swift_f0` fail as if not installed
+    monkeypatch.setattr(ft, "_SWIFT", None)
+    with pytest.raises(RuntimeError, match="pip install swift-f0"):
+        ft.track(np.ones(1600, np.float32), SR, "swift")
 
 
 def test_voiced_f0_threshold():
