@@ -135,3 +135,15 @@ def test_cli_extract_provoices_augment(tmp_path):
     assert r.exit_code == 0 and "0 done, 4 skipped" in r.output, r.output
     r = CliRunner().invoke(prep, ["extract", "--dataset", "mir1k", "--root", str(mir), "--labels", str(labels)])
     assert r.exit_code != 0 and "--dataset provoices" in r.output
+
+
+def test_cli_extract_provoices_without_augment_is_the_voice_alone(tmp_path):
+    voices, labels, *_ = make_tree(tmp_path)
+    out = tmp_path / "plain"
+    r = CliRunner().invoke(prep, ["extract", "--dataset", "provoices", "--root", str(voices), "--labels", str(labels),
+                                  "--out", str(out), "--jobs", "1", "--backend", "threading", "--no-progress"])
+    assert r.exit_code == 0 and "2 done" in r.output, r.output
+    _, bins, f0 = shards.read_track(out / "shards" / "a.h5")
+    assert set(np.unique(f0[f0 > 0])) == {220.0}               # the tracker labels, on the 10 ms grid
+    r = CliRunner().invoke(prep, ["extract", "--dataset", "provoices", "--root", str(voices), "--out", str(out)])
+    assert r.exit_code != 0 and "--labels" in r.output
