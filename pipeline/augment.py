@@ -426,6 +426,9 @@ def augment_tracks(tracks, spec: AugmentSpec, variants: int) -> list[AugTrack]:
     tracks = list(tracks)
     if variants < 1:
         raise ValueError("variants must be >= 1")
+    if tracks and all(t.dataset == "provoices" for t in tracks):   # voices over a drawn accompaniment pool
+        from hkdsme.pipeline.provoices import augment_tracks as provoices_augment
+        return provoices_augment(tracks, spec, variants)
     bad = sorted({t.dataset for t in tracks} - set(STEREO_DATASETS))
     if bad:
         raise ValueError(f"--augment needs voice and accompaniment on separate channels ({', '.join(STEREO_DATASETS)}),"

@@ -10,6 +10,8 @@ import numpy as np
 
 from hkdsme.pipeline.atomic import atomic_path
 from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.f0_tracker import DEFAULT_TRACKER, TRACKERS
+
 
 
 def _hms(seconds: float) -> str:
@@ -54,7 +56,7 @@ def cfp(audio, out):
 
 @main.command()
 @click.option("--dataset", required=True,
-              help="mir1k, medleydb, adc2004, mirex05, ikala, unlabeled, synthetic, ultrastar")
+              help="mir1k, medleydb, adc2004, mirex05, ikala, unlabeled, synthetic, ultrastar, provoices")
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -78,12 +80,18 @@ def cfp(audio, out):
 @click.option("--voice-db", type=float, default=None,
               help="mir1k/ikala: remix voice vs accompaniment at this ratio in dB (track ids get _v<dB>dB).")
 @click.option("--augment", "augment_spec", default=None, metavar="SPEC",
-              help="mir1k/ikala: render augmented variants (pitch shift, mixes, effects) with this spec: a preset "
-                   "(train, robust) or a TOML file; track ids get __aug<k>.")
+              help="mir1k/ikala/provoices: render augmented variants (pitch shift, mixes, effects) with this spec: "
+                   "a preset (train, robust) or a TOML file; track ids get __aug<k>.")
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --augment: variants per clip.")
+@click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="provoices: folder of <id>.f0.csv labels written by `hkd-prep label-f0`.")
+@click.option("--accomp", "accomp", multiple=True, metavar="SPEC",
+              help="provoices --augment: accompaniment pool, repeatable; each value is one group drawn with equal "
+                   "probability: an audio file, a folder, a quoted glob ('songs/*/instrumental.ogg'), or "
+                   "mir1k:ROOT (channel 0 of MIR-1K's train clips).")
 def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, scheduler, limit, force, strict,
-            no_progress, voice_db, augment_spec, variants):
+            no_progress, voice_db, augment_spec, variants, labels_dir, accomp):
     """Extract CFP features + labels of a dataset into resumable HDF5 shards."""
     from hkdsme.pipeline import datasets
     from hkdsme.pipeline.extract import extract as run_extract
@@ -94,6 +102,12 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
     augment = None
     try:   # absolute paths: worker processes need not share our cwd
         options = {} if voice_db is None else {"voice_db": voice_db}
+        if labels_dir is not None or accomp:
+            if dataset != "provoices":
+                raise click.ClickException("--labels / --accomp are options of --dataset provoices")
+            options.update(labels=labels_dir.absolute() if labels_dir else None, accomp=list(accomp))
+        elif dataset == "provoices":
+            options["labels"] = None          # list_tracks explains that provoices needs --labels
         tracks = datasets.list_tracks(dataset, root.absolute(), split=split, tracks_file=tracks_file, limit=limit,
                                       all_tracks=all_tracks, **options)
         if augment_spec is not None:
@@ -125,6 +139,34 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
         click.echo(f"extraction speed: {s['audio_s']:.1f} s of audio in {wall:.1f} s wall = "
                    f"{s['audio_s'] / max(wall, 1e-9):.1f}x realtime")
     if not s["ok"]:
+        sys.exit(1)
+
+
+@main.command("label-f0")
+@click.argument("audio_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the label files <id>.f0.csv (id: relative path, folders joined by '__').")
+@click.option("--tracker", type=click.Choice(TRACKERS), default=DEFAULT_TRACKER, show_default=True,
+              help="Monophonic f0 tracker (weights ship in its package).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Voicing threshold on the tracker's confidence [default: the tracker's calibrated one].")
+def label_f0(audio_dir, out, tracker, threshold):
+    """f0 labels of isolated voices: one <id>.f0.csv (time_s, f0_hz, confidence; 10 ms; f0 0 = unvoiced) per
+    audio file under AUDIO_DIR, one file at a time. Existing label files are kept (rerun to resume); unusable
+    audio is skipped with one line."""
+    from hkdsme.pipeline import f0_tracker
+
+    t0 = time.perf_counter()
+    try:
+        s = f0_tracker.label_folder(audio_dir, out, tracker, threshold, echo=click.echo)
+    except (InputError, ValueError, RuntimeError) as e:   # RuntimeError: an optional tracker not installed
+        raise click.ClickException(str(e)) from None
+    wall = time.perf_counter() - t0
+    th = f0_tracker.THRESHOLDS[tracker] if threshold is None else threshold
+    voiced = f", {s['voiced_frames'] / s['frames']:.1%} of frames voiced" if s["frames"] else ""
+    click.echo(f"{out}: {s['done']} labeled, {s['skipped']} already there, {s['failed']} failed in {wall:.1f} s "
+               f"({tracker}, threshold {th:g}; {s['audio_s']:.1f} s of audio{voiced})")
+    if s["done"] == 0 and s["failed"]:
         sys.exit(1)
 
 

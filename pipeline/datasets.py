@@ -39,7 +39,7 @@ from hkdsme.pipeline import audio as audio_io
 from hkdsme.pipeline import grid, ultrastar
 from hkdsme.pipeline.errors import InputError
 
-DATASETS = ("mir1k", "medleydb", "adc2004", "mirex05", "ikala", "unlabeled", "synthetic", "ultrastar")
+DATASETS = ("mir1k", "medleydb", "adc2004", "mirex05", "ikala", "unlabeled", "synthetic", "ultrastar", "provoices")
 SPLITS = ("train", "validation", "test")
 # The one list of audio file extensions searched in folders (unlabeled datasets, ``hkd-eval predict FOLDER``).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aif", ".aiff", ".au")
@@ -512,7 +512,12 @@ def _list_unlabeled(root: Path, split) -> list[Track]:
             for r, p in zip(rels, files)]
 
 
+def _provoices(fn: str):   # pipeline/provoices.py (voices + tracker labels) imports this module: bound at call time
+    return lambda *a, **k: getattr(__import__("hkdsme.pipeline.provoices", fromlist=[fn]), fn)(*a, **k)
+
+
 _LISTERS = {
+    "provoices": (_provoices("list_provoices"), ("labels", "accomp")),
     "mir1k": (_list_mir1k, ("voice_db",)),
     "ikala": (_list_ikala, ("voice_db",)),
     "medleydb": (_list_medleydb, ("vocal_only",)),
@@ -523,6 +528,7 @@ _LISTERS = {
     "ultrastar": (ultrastar.list_tracks, ()),
 }
 _F0_READERS = {
+    "provoices": _provoices("read_f0"),
     "mir1k": _f0_mir1k, "ikala": _f0_ikala, "medleydb": _f0_medleydb,
     "adc2004": _f0_ref, "mirex05": _f0_ref, "synthetic": _f0_ref, "ultrastar": ultrastar.load_f0,
 }
