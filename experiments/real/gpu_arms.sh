@@ -25,6 +25,12 @@ ARMS=${ARMS:-"warm ens both both-pro both-weak ftanet-kd"}
 LIMIT=${LIMIT:+--limit $LIMIT}
 mkdir -p "$OUT" "$C" "$R"
 log() { echo "$(date -u +%T) [$((SECONDS - T0)) s] $*" | tee -a "$OUT/gpu.log"; }
+# each KD arm's teacher cache holds ~9-10 GB of float16 logits: the control goes first when the disk is short
+FREE_GB=$(df --output=avail -BG "$C" | tail -1 | tr -dc 0-9)
+log "free disk ${FREE_GB} GB"
+if [ "${FREE_GB:-0}" -lt 58 ] && [[ " $ARMS " == *" ftanet-kd "* ]]; then
+  ARMS=$(echo " $ARMS " | sed 's/ ftanet-kd / /'); log "ftanet-kd dropped (disk)"
+fi
 
 # ---- the package without an install: hkdsme.* mapped from the repo's folders (setup.cfg's package_dir)
 if [ -d .whl ] && ! python3 -c "import soundfile, pedalboard, librosa, mir_eval" 2>/dev/null; then
