@@ -83,11 +83,10 @@ def chroma_overall_accuracy(ref_voicing, ref_cent, est_voicing, est_cent, cent_t
     return float(hits / rv.size)
 
 
-def mean_scores(per_track, metrics=None) -> dict[str, float]:
-    """Mean of each metric over tracks (every track weighs the same, whatever its length); ``metrics`` default:
-    the keys of the first track's scores."""
+def mean_scores(per_track, metrics=METRICS) -> dict[str, float]:
+    """Mean of each of ``metrics`` over tracks (every track weighs the same, whatever its length); other keys of
+    the per-track dicts (e.g. a track name) are ignored."""
     per_track = list(per_track)
     if not per_track:
         raise ValueError("mean_scores: no tracks to average")
-    keys = list(per_track[0]) if metrics is None else list(metrics)
-    return {k: float(np.mean([s[k] for s in per_track])) for k in keys}
+    return {k: float(np.mean([s[k] for s in per_track])) for k in metrics}

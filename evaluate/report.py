@@ -159,7 +159,7 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
         "protocol": f"mir_eval.melody (native ref times/Hz, est on 10 ms grid); pitch within {tol:g} cents; %; "
                     "mean over tracks",
         "cent_tolerance": tol, "metrics": list(metrics),
-        "dev_score": _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit),
+        "dev_score": _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, bool(failed)),
         "alignment": alignment,
         "mir_eval_version": mir_eval.__version__, "python": platform.python_version(),
         "checkpoints": {n: {"path": str(c), "kind": preds[n].kind, "feature_hash": preds[n].meta.get("feature_hash"),
@@ -179,15 +179,17 @@ def _safe(track_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in track_id)
 
 
-def _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit) -> str | None:
+def _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, any_failed: bool) -> str | None:
     """For ultrastar: whether this report's mean OAc is the real-mix dev score, in words."""
     if dataset != DEV_SCORE[0]:
         return None
     what = ("real-mix dev score = mean OAc over the ultrastar dev songs (split validation = splits.json 'dev') "
             "at 100 cents")
-    if (split, tol, tracks_file, all_tracks, limit) == (DEV_SCORE[1], DEV_SCORE[2], None, False, None):
-        return what + ": the OAc column below"
-    return what + "; this report's tracks or tolerance differ, so its OAc is NOT that score"
+    if (split, tol, tracks_file, all_tracks, limit) != (DEV_SCORE[1], DEV_SCORE[2], None, False, None):
+        return what + "; this report's tracks or tolerance differ, so its OAc is NOT that score"
+    if any_failed:
+        return what + "; a dev song failed (below), so this report's OAc is NOT that score"
+    return what + ": the OAc column below"
 
 
 def _per_track_csv(per_track: dict, metrics=METRICS) -> str:

@@ -9,6 +9,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from hkdsme.evaluate.metrics import ALL_METRICS, METRICS, melody_scores
+from hkdsme.evaluate.report import run_report
 from hkdsme.pipeline import grid, ultrastar
 from hkdsme.pipeline.datasets import list_tracks, track_list_name
 from hkdsme.pipeline.errors import InputError
@@ -281,3 +282,14 @@ def test_report_scores_oac_at_100_cents(fake_root, student, tmp_path):
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep50" / "report.md").read_text()
     assert "- cent tolerance: 50 cents" in md and "is NOT that score" in md
+
+
+def test_report_dev_score_needs_every_dev_song(tmp_path, sung, student):
+    root = _fake_dataset(tmp_path / "r", {"A": sung[0], "B": sung[0]}, {"dev": ["A", "B"], "train": []})
+    bad = root / "songs" / "B" / "song.txt"
+    bad.write_text("#BPM:300\n: 0 4 x la\n")
+    rep = run_report([student], "ultrastar", root, split="validation", out_dir=tmp_path / "out", plots=False,
+                     progress=False)
+    assert rep["n_scored"] == 1 and rep["failed"] == {"B": f"{bad}: line 2: cannot parse note line ': 0 4 x la' "
+                                                               "(expected ': beat length pitch syllable')"}
+    assert "a dev song failed" in rep["dev_score"] and "NOT that score" in rep["dev_score"]
