@@ -5,9 +5,9 @@
 #   - MIR-1K train + validation singers as stereo Opus 24 kbit/s (opusenc; FLAC 130 MB → 24 MB). Measured on 24
 #     validation clips with the shipped default model: OA 86.78 (FLAC) vs 86.83 (Opus 24k); voice leaks into
 #     the accompaniment channel at −30 dB. The .pv labels as they are.
-#   - UltraStar train songs (weak labels and the unlabeled pool) and the instrumentals: mono Opus 32 kbit/s in an
+#   - UltraStar train songs (weak labels and the unlabeled pool) and the instrumentals: mono Opus 24 kbit/s in an
 #     .ogg named as the adapter expects; the dev songs stay here (they are scored on this machine only).
-#   - pro-voices (mono Opus 32 kbit/s) and their tracker labels (hkd-prep label-f0, data_cache/pro-voices-f0).
+#   - pro-voices (mono Opus 24 kbit/s) and their tracker labels (hkd-prep label-f0, data_cache/pro-voices-f0).
 # Needs opusenc (Debian: opus-tools). Usage: bash experiments/real/gpu_bundle.sh
 set -euo pipefail
 S=${SHARED:-../shared/data}; D=.devdata
@@ -37,7 +37,7 @@ for name in splits["train"] + splits.get("instrumental_only", []):
             subprocess.run(["cp", str(src / f), str(dst / f)], check=True)
     for f in ("audio.ogg", "instrumental.ogg"):
         if (src / f).exists():
-            jobs.append((src / f, dst / f, "32", True))
+            jobs.append((src / f, dst / f, "24", True))
 for name in splits["dev"]:       # instrumentals of dev songs only (their mixes and notes stay here)
     src = S / "ultrastar-cc/songs" / name / "instrumental.ogg"
     if src.exists():
@@ -48,7 +48,7 @@ pv = S / "pro-voices/audio"
 for p in find_audio(pv):
     out = D / "pro-voices/audio" / p.relative_to(pv).with_suffix(".ogg")
     out.parent.mkdir(parents=True, exist_ok=True)
-    jobs.append((p, out, "32", True))
+    jobs.append((p, out, "24", True))
 def enc(job):
     src, dst, br, mono = job
     if dst.exists():
