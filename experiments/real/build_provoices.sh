@@ -5,6 +5,9 @@
 # rerun it after a kill or on a fresh machine (only ../shared and the installed project are needed; the Frets on
 # Fire stems are fetched from Debian's archive with apt-get download into out/, which git ignores).
 # Run from the repository root:  bash experiments/real/build_provoices.sh
+# Measured on the shared 2-core AMD EPYC (other jobs running): labels 160 clips / 26.4 min of voice in 18 min
+# (pyin, 1.5x realtime, 72.2 % of frames voiced); extract 640 variants in 13 min (8.1x realtime, 2 jobs):
+# 1:45:33 of audio, 10192 segments, 65.6 % voiced frames, 1.2 GiB (`hkd-prep info data_cache/provoices-aug`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
