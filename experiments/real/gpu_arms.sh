@@ -40,7 +40,10 @@ fi
 PKG=/tmp/hkd-pkg; rm -rf $PKG; mkdir -p $PKG/hkdsme
 for f in hkdsme/*; do ln -s "$PWD/$f" "$PKG/hkdsme/"; done
 for p in pipeline model train evaluate; do ln -s "$PWD/$p" "$PKG/hkdsme/$p"; done
-export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONPATH=$PKG${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1   # not ./hkdsme from the cwd
+# several arms share 16 cores: each process would otherwise take all 16 threads (a run here with 3 arms x 16
+# threads + their loader workers never finished a first training step within 150 s)
+export OMP_NUM_THREADS=${THREADS:-3}
 prep() { python3 -m hkdsme.pipeline.cli "$@"; }
 train() { python3 -m hkdsme.train.cli "$@"; }
 python3 -c "import torch, hkdsme.pipeline.cfp, hkdsme.train.distill; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$OUT/gpu.log"
@@ -114,7 +117,7 @@ for a in $ARMS; do
     ens)       arm ens --teacher "$ENS" $KD --init hkdsme/weights/supervised.pt $LAB $COMMON \
                  --teacher-cache $C/tc-ens.h5 & ;;
     both)      # shares ens's teacher cache (same teacher and data): starts once that cache is complete
-               ( while [ ! -f $C/tc-ens.h5 ] && [ $((SECONDS - T0)) -lt $((DEADLINE - 120)) ]; do sleep 3; done
+               ( while [ ! -f $C/tc-ens.h5 ] && ! grep -qs '^exit' $R/ens.log && [ $((SECONDS - T0)) -lt $((DEADLINE - 120)) ]; do sleep 3; done
                  [ -f $C/tc-ens.h5 ] || { log "ens teacher cache not ready: both skipped"; exit 0; }
                  arm both --teacher "$ENS" $KD --init hkdsme/weights/msnet-vocal.pt $LAB $COMMON \
                    --teacher-cache $C/tc-ens.h5 ) & ;;
