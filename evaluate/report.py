@@ -250,7 +250,7 @@ def _markdown(r: dict) -> str:
     ]
     if "OAc" in metrics:
         lines.append("- OAc = chroma overall accuracy: (frames unvoiced in both + frames voiced in both with the "
-                     "octave-folded pitch error within the tolerance) / all frames")
+                     "octave-folded pitch error within the tolerance) / all scored frames")
     if r.get("note_gaps"):
         lines.append(f"- note gaps: {r['note_gaps']}")
     if r.get("dev_score"):
