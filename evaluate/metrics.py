@@ -13,7 +13,10 @@ the reference times) and ``c = 1200 log2(|f| / 10 Hz)`` the pitch in cents (0 wh
 with ``tol`` the cent tolerance (50 by default, the MIREX/literature value; note-level references such as
 karaoke notes are scored at 100, docs/real_mix_dev.md) and ``chroma_ok`` RCA's octave-folded test, so an
 octave error counts as right in OAc and wrong in OA. OAc is not a mir_eval metric: it is OA with RCA's
-comparison, computed on the same mir_eval-resampled arrays. All scores are returned in percent, as in the
+comparison, computed on the same mir_eval-resampled arrays. With ``exclude`` (a boolean mask over the reference
+frames, e.g. the short note gaps of karaoke references, :func:`hkdsme.pipeline.ultrastar.note_gap_mask`) the
+excluded frames are dropped from all four resampled arrays before every sum above, i.e. they count nowhere,
+numerators or denominators. All scores are returned in percent, as in the
 HKDSME/FTANet/MSNet evaluation code, and averaged over tracks as the mean of per-track scores
 (:func:`mean_scores`).
 """
@@ -23,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from hkdsme.pipeline.errors import InputError
 from hkdsme.pipeline.labels import check_contour
 
 METRICS = ("VR", "VFA", "RPA", "RCA", "OA")           # the literature's five, returned by default
@@ -31,7 +35,7 @@ DEFAULT_CENT_TOLERANCE = 50.0
 
 
 def melody_scores(ref_time, ref_freq, est_time, est_freq, *, path=None, cent_tolerance: float = DEFAULT_CENT_TOLERANCE,
-                  metrics=METRICS) -> dict[str, float]:
+                  metrics=METRICS, exclude=None) -> dict[str, float]:
     """``metrics`` (default VR, VFA, RPA, RCA, OA; any of :data:`ALL_METRICS`) in percent for one track, pitch
     within ``cent_tolerance`` cents (formulas in the module docstring).
 
@@ -39,6 +43,11 @@ def melody_scores(ref_time, ref_freq, est_time, est_freq, *, path=None, cent_tol
     raise :class:`InputError` naming ``path`` (the track, when given) and the faulty series. The estimate is
     resampled onto the reference times by mir_eval (``melody.to_cent_voicing``: linear for f0,
     nearest-previous for voicing); VR…OA are mir_eval's functions on those arrays (as ``melody.evaluate``).
+
+    ``exclude``: None, or a boolean array with one entry per reference frame, True = not scored. The frames are
+    removed from mir_eval's resampled arrays (the estimate is still resampled from its own times, so the excluded
+    span is simply not looked at); the frame mir_eval inserts at t = 0 when the reference starts later copies
+    frame 0, its exclusion too. Excluding every frame is an error.
     """
     from mir_eval import melody
 
@@ -50,11 +59,23 @@ def melody_scores(ref_time, ref_freq, est_time, est_freq, *, path=None, cent_tol
         raise ValueError(f"cent tolerance must be a positive number, got {cent_tolerance!r}")
     rt, rf = check_contour(ref_time, ref_freq, what="reference", path=path, strict=False)
     et, ef = check_contour(est_time, est_freq, what="estimate", path=path, strict=False)
+    keep = None
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        if ex.dtype != bool or ex.shape != rt.shape:
+            raise ValueError(f"exclude must be a boolean array with one entry per reference frame ({rt.size}), got "
+                             f"{ex.dtype} of shape {ex.shape}")
+        if ex.all():
+            raise InputError(path, "every reference frame is excluded from scoring")
+        keep = np.concatenate([ex[:1], ex]) if rt[0] > 0 else ex   # mirror mir_eval's inserted frame at t = 0
+        keep = ~keep
     with warnings.catch_warnings():
         # mir_eval warns (and returns 0) for a reference without voiced or without unvoiced frames;
         # that is a legitimate property of a track, not something to print per file.
         warnings.simplefilter("ignore")
         rv, rc, ev, ec = melody.to_cent_voicing(rt, rf, et, ef)
+        if keep is not None:
+            rv, rc, ev, ec = rv[keep], rc[keep], ev[keep], ec[keep]
         fns = {
             "VR": lambda: melody.voicing_recall(rv, ev),
             "VFA": lambda: melody.voicing_false_alarm(rv, ev),

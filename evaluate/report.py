@@ -8,7 +8,10 @@ onto the reference times). Per checkpoint the dataset score is the mean over tra
 Pitch is right within ``cent_tolerance`` cents: 50 (the literature's), except for datasets with note-level
 references (:data:`NOTE_LEVEL`: ``ultrastar``, karaoke notes), scored at 100 cents with the chroma overall
 accuracy OAc as a sixth metric; the "real-mix dev score" of a model is its mean OAc over the ultrastar dev songs
-(``--split validation``) at 100 cents (docs/real_mix_dev.md).
+(``--split validation``) at 100 cents, frames in gaps shorter than 0.3 s between consecutive notes excluded
+(docs/real_mix_dev.md). For ultrastar every metric leaves those frames out
+(``metrics.melody_scores(..., exclude=ultrastar.note_gap_mask(ref))``) unless ``keep_note_gaps`` scores them as
+unvoiced, as they are written.
 
 Files written to ``out_dir`` (atomically): ``report.md`` (table), ``report.json`` (everything), ``per_track.csv``
 (``checkpoint,track_id,VR,VFA,RPA,RCA,OA[,OAc]``), ``plots/<track_id>.png`` (reference and estimates over the CFP
@@ -35,6 +38,8 @@ from hkdsme.pipeline.errors import InputError
 # their default cent tolerance; they are also scored with OAc.
 NOTE_LEVEL = {"ultrastar": 100.0}
 DEV_SCORE = ("ultrastar", "validation", 100.0)   # the real-mix dev score: mean OAc on these (dataset, split, cents)
+# Datasets whose short gaps between reference notes are left out of every metric by default (docs/real_mix_dev.md).
+NOTE_GAPS_EXCLUDED = ("ultrastar",)
 
 
 def scoring(dataset: str, cent_tolerance: float | None = None) -> tuple[float, tuple[str, ...]]:
@@ -93,10 +98,13 @@ def _open_cache(cache_dir, log):
 def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report", cache_dir=None, device="cpu",
                batch_size: int | None = None, precision: str = "auto", decode: str = "voicing",
                voicing_threshold: float | None = None, plots: bool = True, limit=None, progress: bool = True, log=print,
-               tracks_file=None, all_tracks: bool = False, cent_tolerance: float | None = None) -> dict:
+               tracks_file=None, all_tracks: bool = False, cent_tolerance: float | None = None,
+               keep_note_gaps: bool = False) -> dict:
     """Evaluate ``checkpoints`` on ``dataset`` and write the report files; returns the ``report.json`` dict.
 
-    ``cent_tolerance``: None = the dataset's default (:func:`scoring`). Checkpoints are all loaded first, so a bad
+    ``cent_tolerance``: None = the dataset's default (:func:`scoring`). ``keep_note_gaps``: for
+    :data:`NOTE_GAPS_EXCLUDED` datasets, score the short gaps between reference notes as unvoiced instead of
+    leaving them out (:func:`hkdsme.pipeline.ultrastar.note_gap_mask`). Checkpoints are all loaded first, so a bad
     one stops the run (``InputError``) before any work is done.
     """
     from tqdm import tqdm
@@ -121,8 +129,9 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
     track_list = track_list_name(dataset, split, tracks_file, all_tracks) + (f", first {limit}" if limit else "")
     cache = _open_cache(cache_dir, log)
 
+    gaps_out = dataset in NOTE_GAPS_EXCLUDED and not keep_note_gaps
     per_track = {n: {} for n in names}
-    sources, failed, alignment = {}, {}, {}
+    sources, failed, alignment, excluded = {}, {}, {}, {}
     for tr in tqdm(tracks, desc=f"report {dataset}", unit="track", disable=not progress):
         try:
             ref = tr.load_f0()
@@ -130,7 +139,13 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
                 raise InputError(tr.audio_path, "track has no reference annotation")
             feats, sources[tr.track_id] = _features(tr, cache)
             est = {n: p.predict_features(feats) for n, p in preds.items()}
-            scores = {n: melody_scores(ref[0], ref[1], *e, path=tr.label_path, cent_tolerance=tol, metrics=metrics)
+            mask = None
+            if gaps_out:
+                from hkdsme.pipeline.ultrastar import note_gap_mask
+
+                mask = note_gap_mask(ref[0], ref[1])
+            scores = {n: melody_scores(ref[0], ref[1], *e, path=tr.label_path, cent_tolerance=tol, metrics=metrics,
+                                       exclude=mask)
                       for n, e in est.items()}
             if dataset == "ultrastar":          # the per-song offset/octave its reference was built with
                 from hkdsme.pipeline.ultrastar import resolve_track
@@ -142,6 +157,8 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
             if progress:
                 tqdm.write(f"failed {tr.track_id}: {e}")
             continue
+        if mask is not None:
+            excluded[tr.track_id] = float(mask.mean())
         for n in names:
             per_track[n][tr.track_id] = scores[n]
         if plots:
@@ -159,7 +176,11 @@ def run_report(checkpoints, dataset: str, root, *, split=None, out_dir="report",
         "protocol": f"mir_eval.melody (native ref times/Hz, est on 10 ms grid); pitch within {tol:g} cents; %; "
                     "mean over tracks",
         "cent_tolerance": tol, "metrics": list(metrics),
-        "dev_score": _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, bool(failed)),
+        "note_gaps": (None if dataset not in NOTE_GAPS_EXCLUDED else
+                      "scored as unvoiced" if keep_note_gaps else _gaps_excluded_text()),
+        "excluded": excluded,   # per track: the share of its reference frames left out of every metric
+        "dev_score": _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, bool(failed),
+                                     keep_note_gaps),
         "alignment": alignment,
         "mir_eval_version": mir_eval.__version__, "python": platform.python_version(),
         "checkpoints": {n: {"path": str(c), "kind": preds[n].kind, "feature_hash": preds[n].meta.get("feature_hash"),
@@ -179,14 +200,26 @@ def _safe(track_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in track_id)
 
 
-def _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, any_failed: bool) -> str | None:
+def _gaps_excluded_text() -> str:
+    from hkdsme.pipeline.ultrastar import GAP_S
+
+    return (f"frames in gaps shorter than {GAP_S:g} s between consecutive notes excluded from every metric "
+            "(the singer often still sounds there; per-song share below)")
+
+
+def _dev_score_note(dataset, split, tol, tracks_file, all_tracks, limit, any_failed: bool,
+                    keep_note_gaps: bool = False) -> str | None:
     """For ultrastar: whether this report's mean OAc is the real-mix dev score, in words."""
     if dataset != DEV_SCORE[0]:
         return None
+    from hkdsme.pipeline.ultrastar import GAP_S
+
     what = ("real-mix dev score = mean OAc over the ultrastar dev songs (split validation = splits.json 'dev') "
-            "at 100 cents")
+            f"at 100 cents, frames in note gaps shorter than {GAP_S:g} s excluded")
     if (split, tol, tracks_file, all_tracks, limit) != (DEV_SCORE[1], DEV_SCORE[2], None, False, None):
         return what + "; this report's tracks or tolerance differ, so its OAc is NOT that score"
+    if keep_note_gaps:
+        return what + "; this report scores those gaps as unvoiced (--keep-note-gaps), so its OAc is NOT that score"
     if any_failed:
         return what + "; a dev song failed (below), so this report's OAc is NOT that score"
     return what + ": the OAc column below"
@@ -217,7 +250,9 @@ def _markdown(r: dict) -> str:
     ]
     if "OAc" in metrics:
         lines.append("- OAc = chroma overall accuracy: (frames unvoiced in both + frames voiced in both with the "
-                     "octave-folded pitch error within the tolerance) / all frames")
+                     "octave-folded pitch error within the tolerance) / all scored frames")
+    if r.get("note_gaps"):
+        lines.append(f"- note gaps: {r['note_gaps']}")
     if r.get("dev_score"):
         lines.append(f"- {r['dev_score']}")
     lines += [
@@ -232,15 +267,17 @@ def _markdown(r: dict) -> str:
         lines += ["", "## Per song: reference alignment and OAc", "",
                   "Notes moved by the offset and octave shift chosen on the audio's harmonic salience "
                   "(`hkdsme.pipeline.ultrastar.resolve_offset_octave`); score = mean salience at the notes "
-                  "(the runner-up octave's in brackets).", "",
-                  "| song | offset s | octave | score | " + " | ".join(f"OAc {n}" for n in names) + " |",
-                  "|---|---:|---:|---:|" + "---:|" * len(names)]
+                  "(the runner-up octave's in brackets); excluded = share of the song's frames left out "
+                  "(short note gaps).", "",
+                  "| song | offset s | octave | score | excluded % | " + " | ".join(f"OAc {n}" for n in names) + " |",
+                  "|---|---:|---:|---:|---:|" + "---:|" * len(names)]
         for tid, a in r["alignment"].items():
             others = [v for k, v in a["octave_scores"].items() if int(k) != a["octave"]]
             runner = f" ({max(others):.2f})" if others else ""
+            ex = r.get("excluded", {}).get(tid)
             oac = [fmt(r["checkpoints"][n]["per_track"].get(tid, {}).get("OAc")) for n in names]
             lines.append(f"| {tid} | {a['offset_s']:+.2f} | {a['octave']:+d} | {a['score']:.2f}{runner} | "
-                         + " | ".join(oac) + " |")
+                         f"{fmt(None if ex is None else 100 * ex)} | " + " | ".join(oac) + " |")
     if r["failed"]:
         lines += ["", "## Failed tracks", ""] + [f"- `{t}`: {why}" for t, why in r["failed"].items()]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """UltraStar notes as references: parsing (hand-computed times), bad files, offset/octave resolution on a
-synthetic song with a known shift, note rendering, the OAc metric, the dataset adapter and the report."""
+synthetic song with a known shift, note rendering, the short-gap exclusion mask and scoring with it, the OAc
+metric, the dataset adapter and the report."""
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hkdsme.evaluate.report import run_report
 from hkdsme.pipeline import grid, ultrastar
 from hkdsme.pipeline.datasets import list_tracks, track_list_name
 from hkdsme.pipeline.errors import InputError
-from hkdsme.pipeline.ultrastar import note_f0, parse_ultrastar, resolve_offset_octave, shift_notes
+from hkdsme.pipeline.ultrastar import note_f0, note_gap_mask, parse_ultrastar, resolve_offset_octave, shift_notes
 
 SR = grid.SR
 
@@ -85,6 +86,63 @@ def test_note_f0_edges():
     moved = shift_notes(notes, offset_s=0.01, octave=-1)
     assert moved[:, :2] == pytest.approx(notes[:, :2] + 0.01) and moved[:, 2] == pytest.approx(notes[:, 2] - 12)
     assert note_f0(moved, times) == pytest.approx([0, 0, 220, 220, 440, 0, 0, 110])
+
+
+# ---------------------------------------------------------------------------------------------- gap mask
+
+def test_note_gap_mask_hand_case():
+    # gaps: 0.60-0.80 (0.2 s: out), 1.00-1.50 (0.5 s: kept), 1.70-1.99 (0.29 s: out), 2.20-2.50 (0.30 s: kept)
+    notes = np.array([[0.30, 0.60, 69], [0.80, 1.00, 57], [1.50, 1.70, 69], [1.99, 2.20, 64], [2.50, 2.60, 69]])
+    times = grid.frame_times(300)                                   # 0.01 .. 3.00
+    mask = note_gap_mask(times, note_f0(notes, times))
+    assert mask.dtype == bool and mask.shape == times.shape
+    i = lambda t: round(t * 100) - 1                                # noqa: E731  grid index of time t
+    want = np.zeros(300, bool)
+    want[i(0.60):i(0.80)] = True                                    # 20 frames: 0.60 .. 0.79
+    want[i(1.70):i(1.99)] = True                                    # 29 frames: 1.70 .. 1.98
+    assert np.array_equal(mask, want) and mask.sum() == 49
+    assert not mask[:i(0.30)].any() and not mask[i(2.60):].any()    # before the first / after the last note: kept
+    assert note_gap_mask(times, note_f0(notes, times), max_gap_s=0.6)[i(1.0):i(1.5)].all()   # 0.5 s < 0.6 s
+    assert not note_gap_mask(times, np.zeros(300)).any()            # no note, no gap
+    with pytest.raises(InputError, match="300 times but 299 f0"):
+        note_gap_mask(times, np.zeros(299))
+    with pytest.raises(ValueError, match="positive"):
+        note_gap_mask(times, np.zeros(300), max_gap_s=0)
+
+
+def test_scoring_excludes_short_gaps_only():
+    # unvoiced 0-2 | voiced 3-12 | short gap 13-17 (0.05 s) | voiced 18-27 | long gap 28-67 (0.4 s) | voiced 68-69
+    t = grid.frame_times(70)           # from 0.01: mir_eval adds a frame at t = 0 copying frame 0 (unvoiced, kept)
+    ref = np.zeros(70)
+    ref[3:13] = ref[18:28] = ref[68:] = 220.0
+    mask = note_gap_mask(t, ref)
+    assert np.flatnonzero(mask).tolist() == list(range(13, 18))
+    short, long_ = ref.copy(), ref.copy()
+    short[13:18] = 220.0                                            # voices the short gap
+    long_[28:68] = 220.0                                            # voices the long gap
+    score = lambda est, ex: melody_scores(t, ref, t, est, metrics=ALL_METRICS, cent_tolerance=100,  # noqa: E731
+                                          exclude=mask if ex else None)
+    perfect = dict.fromkeys(ALL_METRICS, 100.0) | {"VFA": 0.0}
+    assert score(short, True) == pytest.approx(perfect)             # the short gap costs nothing
+    assert score(ref, True) == pytest.approx(perfect)
+    # 22 voiced + (3 + 1 inserted + 40) unvoiced frames scored; voicing the long gap: 40 false alarms
+    assert score(long_, True) == pytest.approx(perfect | {"VFA": 100 * 40 / 44, "OA": 100 * 26 / 66,
+                                                          "OAc": 100 * 26 / 66})
+    # as written (no exclusion) the short gap is 5 false alarms out of 49 unvoiced frames
+    assert score(short, False) == pytest.approx(perfect | {"VFA": 100 * 5 / 49, "OA": 100 * 66 / 71,
+                                                           "OAc": 100 * 66 / 71})
+    import mir_eval                                                 # = mir_eval on the grid without those frames
+
+    me = mir_eval.melody.evaluate(t[~mask], ref[~mask], t[~mask], long_[~mask], cent_tolerance=100)
+    got = score(long_, True)
+    assert [got[m] for m in METRICS] == pytest.approx([100 * me[k] for k in (
+        "Voicing Recall", "Voicing False Alarm", "Raw Pitch Accuracy", "Raw Chroma Accuracy", "Overall Accuracy")])
+    with pytest.raises(ValueError, match="boolean array with one entry per reference frame"):
+        melody_scores(t, ref, t, ref, exclude=mask[1:])
+    with pytest.raises(ValueError, match="boolean array"):
+        melody_scores(t, ref, t, ref, exclude=mask.astype(int))
+    with pytest.raises(InputError, match="every reference frame is excluded"):
+        melody_scores(t, ref, t, ref, exclude=np.ones(70, bool))
 
 
 # ---------------------------------------------------------------------------------------------- resolution
@@ -258,7 +316,7 @@ def student(tmp_path_factory):
 
 def test_report_scores_oac_at_100_cents(fake_root, student, tmp_path):
     from hkdsme.evaluate.cli import main
-    from hkdsme.evaluate.predict import Predictor
+    from hkdsme.evaluate.inference import Predictor
 
     out = tmp_path / "rep"
     args = ["report", "--checkpoint", str(student), "--dataset", "ultrastar", "--root", str(fake_root),
@@ -270,13 +328,27 @@ def test_report_scores_oac_at_100_cents(fake_root, student, tmp_path):
     align = rep["alignment"]["A - dev"]
     assert align["octave"] == 1 and align["offset_s"] == pytest.approx(0.1, abs=FRAME)
     tr = list_tracks("ultrastar", fake_root, split="validation")[0]
-    want = melody_scores(*tr.load_f0(), *Predictor(student).predict_audio(tr.load_audio()), cent_tolerance=100,
-                         metrics=ALL_METRICS)
+    ref, est = tr.load_f0(), Predictor(student).predict_audio(tr.load_audio())
+    mask = note_gap_mask(*ref)
+    assert mask.sum() == 50                        # TRUE_NOTES' gaps 0.70-0.95 and 1.25-1.50; the 0.30 s ones stay
+    want = melody_scores(*ref, *est, cent_tolerance=100, metrics=ALL_METRICS, exclude=mask)
     assert rep["checkpoints"]["s"]["per_track"]["A - dev"] == pytest.approx(want, abs=1e-9)
+    assert rep["excluded"] == {"A - dev": pytest.approx(50 / len(mask))}
     md = (out / "report.md").read_text()
     assert "- cent tolerance: 100 cents" in md and "| checkpoint | kind | VR | VFA | RPA | RCA | OA | OAc |" in md
-    assert "real-mix dev score = mean OAc" in md and "the OAc column below" in md
-    assert f"| A - dev | {align['offset_s']:+.2f} | +1 | {align['score']:.2f} (" in md
+    assert "- note gaps: frames in gaps shorter than 0.3 s between consecutive notes excluded" in md
+    assert "real-mix dev score = mean OAc" in md and "shorter than 0.3 s excluded: the OAc column below" in md
+    runner_up = max(v for k, v in align["octave_scores"].items() if k != "1")
+    assert (f"| A - dev | {align['offset_s']:+.2f} | +1 | {align['score']:.2f} ({runner_up:.2f}) | "
+            f"{100 * 50 / len(mask):.2f} |") in md
+
+    r = CliRunner().invoke(main, args + ["--keep-note-gaps", "--out", str(tmp_path / "keep")])
+    assert r.exit_code == 0, r.output
+    keep = json.loads((tmp_path / "keep" / "report.json").read_text())
+    assert keep["checkpoints"]["s"]["per_track"]["A - dev"] == pytest.approx(
+        melody_scores(*ref, *est, cent_tolerance=100, metrics=ALL_METRICS), abs=1e-9)
+    assert keep["excluded"] == {} and keep["note_gaps"] == "scored as unvoiced"
+    assert "(--keep-note-gaps), so its OAc is NOT that score" in (tmp_path / "keep" / "report.md").read_text()
 
     r = CliRunner().invoke(main, args + ["--cent-tolerance", "50", "--out", str(tmp_path / "rep50")])
     assert r.exit_code == 0, r.output

@@ -3,7 +3,8 @@
 For W in a grid, the melody posteriors of two models are fused frame by frame, p = W·p_a + (1 − W)·p_b (as
 :class:`hkdsme.model.ensemble.TeacherEnsemble` does for the melody channel), decoded with the voicing decoder
 at θ = 0.5 and scored on each cache: MIR-1K validation and robustness validation (OA, 50 cents) and the UltraStar
-dev songs (OAc, 100 cents, the real-mix dev score). Each model runs once per cache; fusion is then numpy.
+dev songs (OAc, 100 cents, short note gaps excluded: the real-mix dev score). Each model runs once per cache;
+fusion is then numpy.
 
     python experiments/real/fusion_weights.py --a hkdsme/weights/ftanet.pt --b hkdsme/weights/msnet-vocal.pt \
         --cache data_cache/mir1k-validation --cache data_cache/mir1k-robust --cache data_cache/ultrastar-dev
@@ -42,6 +43,8 @@ def melody_probs(checkpoint, cache, device="cpu"):
 
 def score(tracks_a, tracks_b, w, tol, chroma):
     from hkdsme.model.decode import f0_from_voicing, voicing_and_pitch
+    from hkdsme.pipeline.grid import frame_times
+    from hkdsme.pipeline.ultrastar import note_gap_mask
 
     accs = []
     for (ref, pa), (_, pb) in zip(tracks_a, tracks_b):
@@ -55,7 +58,8 @@ def score(tracks_a, tracks_b, w, tol, chroma):
         if chroma:
             d = d - 1200 * np.round(d / 1200)
         ok[both] = np.abs(d) < tol
-        accs.append(np.mean(np.where(rv, ok, ~ev)))
+        keep = ~note_gap_mask(frame_times(ref.size), ref) if chroma else slice(None)   # the dev score's exclusion
+        accs.append(np.mean(np.where(rv, ok, ~ev)[keep]))
     return 100 * float(np.mean(accs))
 
 
