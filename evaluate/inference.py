@@ -16,7 +16,7 @@ Batch file handling of the command line (folders, output names, ``--overwrite``)
 
 Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame ``i`` at ``(i+1)·10 ms``):
 
-1. CFP, streamed. ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
+1. CFP, streamed (:mod:`hkdsme.pipeline.stream`). ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
    ``CONTEXT_FRAMES`` frames of audio on both sides; the context frames are dropped, so every kept frame saw
    exactly the samples it sees in a whole-file CFP (the 768-sample window reaches 4.8 frames either side).
 2. Normalisation is global per channel, as in ``cfp()``: ``v = log(1 + raw)``, ``(v - min_T v) / (max_T v - min_T v)``
@@ -40,7 +40,6 @@ There is no silent fallback to a random network: without ``checkpoint`` the pack
 """
 from __future__ import annotations
 
-import math
 from importlib import resources  # noqa: F401 (re-exported: tests patch resources.files)
 from pathlib import Path
 
@@ -56,11 +55,15 @@ from hkdsme.evaluate.models import (  # noqa: F401 (re-exported: the names this 
     model_checkpoint, resolve_checkpoint,
 )
 from hkdsme.pipeline.errors import InputError
+# the streamed CFP (shared with hkd-prep extract and report); its names stay importable from here
+from hkdsme.pipeline.stream import (  # noqa: F401
+    CONTEXT_FRAMES, DEFAULT_BLOCK_S, MAX_HELD_FRAMES, raw_cfp_blocks, streamed_cfp,
+)
+from hkdsme.pipeline.stream import frames_per_block as _block_frames
+from hkdsme.pipeline.stream import log_extrema as _log_extrema  # noqa: F401
+from hkdsme.pipeline.stream import raw_block as _raw_block  # noqa: F401
 
 DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
-DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
-CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
-MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
 
 
 def _device(device) -> torch.device:
@@ -68,70 +71,6 @@ def _device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu'")
     return dev
-
-
-def _block_frames(block_s: float) -> int:
-    """Frames per block: ``block_s`` seconds rounded up to whole 64-frame segments."""
-    return max(1, math.ceil(block_s * 100 / grid.SEG_LEN)) * grid.SEG_LEN
-
-
-def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAMES):
-    """Yield ``(first_frame, raw (3, 320, n))`` covering frames ``0..T-1`` of ``x`` in blocks of ``block_frames``.
-
-    Block ``[a, b)`` is computed from samples ``[(a - c)·80, (b + context + 1)·80)`` with ``c = min(context, a)``:
-    local frame ``j`` is then centred on global sample ``(a - c + j + 1)·80``, i.e. global frame ``a - c + j``.
-    """
-    from hkdsme.pipeline.cfp import cfp_raw
-
-    n_total = grid.n_frames(len(x))
-    if n_total < 2:
-        cfp_raw(x)  # raises the CFP's own InputError for too-short audio
-    for a in range(0, n_total, block_frames):
-        yield a, _raw_block(x, a, min(a + block_frames, n_total), context)
-
-
-def _raw_block(x: np.ndarray, a: int, b: int, context: int = CONTEXT_FRAMES) -> np.ndarray:
-    """Raw CFP (3, 320, b - a) of frames ``[a, b)`` of ``x`` (see :func:`raw_cfp_blocks`)."""
-    from hkdsme.pipeline.cfp import cfp_raw
-
-    c = min(context, a)
-    raw = cfp_raw(x[(a - c) * grid.HOP:min(len(x), (b + context + 1) * grid.HOP)])
-    return raw[:, :, c:c + (b - a)]
-
-
-def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return v.min(axis=(1, 2)), v.max(axis=(1, 2))
-
-
-def streamed_cfp(x: np.ndarray, block_frames: int | None = None, threads: int = 1) -> np.ndarray:
-    """Normalised CFP (3, 320, T) of 8 kHz audio computed block by block (equal to a whole-file ``cfp(x)``).
-
-    ``threads > 1``: the blocks are computed by that many threads (the CFP's numba kernels and FFTs release the
-    GIL), in at least ``4·threads`` equal blocks so none is left alone at the end; every block is exact, so the
-    result is the same array. Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see
-    :class:`Predictor` for the bounded-memory path used on long audio.
-    """
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
-    n_total = grid.n_frames(x.size)
-    feats = np.empty((3, grid.N_FREQ, n_total), dtype=np.float32)
-    block_frames = block_frames or _block_frames(DEFAULT_BLOCK_S)
-    threads = max(1, int(threads))
-    if threads == 1 or n_total < 2 * grid.SEG_LEN:
-        for a, raw in raw_cfp_blocks(x, block_frames):
-            log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        n_blocks = max(4 * threads, -(-n_total // block_frames))
-        step = -(-n_total // (n_blocks * grid.SEG_LEN)) * grid.SEG_LEN          # whole segments per block
-
-        def one(a: int) -> None:
-            b = min(a + step, n_total)
-            log_compress(_raw_block(x, a, b), out=feats[:, :, a:b])
-
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hkd-cfp") as pool:
-            list(pool.map(one, range(0, n_total, step)))
-    return scale_(feats, *_log_extrema(feats))
 
 
 def check_audio(x, path=None) -> np.ndarray:
@@ -301,16 +240,12 @@ class Predictor:
         return out + (spec,) if want_spec else out
 
     def _two_pass(self, x, n, want_spec):
-        lo = np.full(3, np.inf, dtype=np.float32)
-        hi = np.full(3, -np.inf, dtype=np.float32)
-        for _, raw in raw_cfp_blocks(x, self.block_frames):
-            blo, bhi = _log_extrema(log_compress(raw))
-            np.minimum(lo, blo, out=lo)
-            np.maximum(hi, bhi, out=hi)
+        from hkdsme.pipeline.stream import normalised_blocks, streamed_extrema
+
+        lo, hi = streamed_extrema(x, self.block_frames)
         f0 = np.empty(n, dtype=np.float64)
         spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
-        for a, raw in raw_cfp_blocks(x, self.block_frames):
-            v = scale_(log_compress(raw), lo, hi)
+        for a, v in normalised_blocks(x, lo, hi, self.block_frames):
             f0[a:a + v.shape[-1]] = self.f0_from_features(v)
             if want_spec:
                 spec[:, a:a + v.shape[-1]] = v[0]
