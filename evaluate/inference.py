@@ -41,7 +41,6 @@ There is no silent fallback to a random network: without ``checkpoint`` the pack
 from __future__ import annotations
 
 from importlib import resources  # noqa: F401 (re-exported: tests patch resources.files)
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -256,9 +255,9 @@ class Predictor:
         return self._back(self._front_file(path), return_spectrum)
 
     def _front_file(self, path, threads: int | None = None):
-        from hkdsme.pipeline.audio import load_audio
+        from hkdsme.pipeline.audio import load_audio, source_path
 
-        return self._front(load_audio(path, sr=grid.SR), path, threads)
+        return self._front(load_audio(path, sr=grid.SR), source_path(path), threads)
 
     def predict_many(self, paths, *, return_spectrum: bool = False, prefetch: bool = True, jobs: int = 1):
         """Yield ``(path, result or InputError)`` for every path, in order.
@@ -300,16 +299,23 @@ class Predictor:
 
 
 def _to_8k(audio, sr) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float32)
+    from hkdsme.pipeline.audio import resample, to_float
+
+    x = to_float(audio)                  # integer PCM scaled by its full range; bool / object refused
     if x.ndim == 2:  # (n, channels) as soundfile returns it, or (channels, n) as librosa does
         x = x.mean(axis=1 if x.shape[0] > x.shape[1] else 0)
     if x.ndim != 1:
         raise InputError(None, f"audio array must be 1-D (or 2-D multichannel), got shape {x.shape}")
     if sr is None:
         raise ValueError("an audio array needs its sample rate: extract_melody(x, sr=44100)")
-    from hkdsme.pipeline.audio import resample
-
     return resample(x, int(sr), grid.SR)
+
+
+def _is_source(audio) -> bool:
+    """A path (``str``, ``bytes``, ``os.PathLike``) or a binary file object, rather than samples."""
+    import os
+
+    return isinstance(audio, (str, bytes, os.PathLike)) or hasattr(audio, "read")
 
 
 _PREDICTORS: dict = {}
@@ -339,15 +345,16 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
                    model: str | None = None):
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced.
 
-    ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
-    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by name,
+    ``audio``: a file path (``str``, ``bytes``, ``os.PathLike``), a binary file object (formats soundfile reads),
+    or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ; multichannel arrays are averaged;
+    integer PCM is scaled by its full range: int16 ÷ 32768, int32 ÷ 2^31, uint8 (x − 128) ÷ 128). ``checkpoint``: any checkpoint path; ``model``: an embedded model by name,
     ``"hkdsme"`` or ``"supervised"`` (docs/model_card.md); neither → the embedded default. The network is
     loaded once per process and reused by later calls with the same arguments. ``decode``: ``"voicing"``
     (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5) or
     ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
     """
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    if isinstance(audio, (str, Path)):
+    if _is_source(audio):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
         return pred.predict_file(audio)
@@ -364,8 +371,8 @@ def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = D
     ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ.
     Other arguments as :func:`extract_melody`.
     """
-    if isinstance(audio, (str, Path)):
-        raise TypeError("predict() takes an audio array; use predict_from_file() for a path")
+    if _is_source(audio):
+        raise TypeError("predict() takes an audio array; use predict_from_file() for a path or file object")
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
     return pred.predict_audio(_to_8k(audio, sr))
 

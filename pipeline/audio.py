@@ -223,6 +223,29 @@ def _decoder_reason(err: Exception) -> str:
     return f"{type(err).__name__}: {msg.splitlines()[0][:200]}"
 
 
+def to_float(x, path=None) -> np.ndarray:
+    """Samples of any numeric dtype as float32 in [-1, 1], scaled as audio libraries define integer PCM
+    (soundfile, ``scipy.io.wavfile``): signed ``intN`` ÷ 2^(N−1) (int16 ÷ 32768, int32 ÷ 2147483648), unsigned
+    ``uintN`` (x − 2^(N−1)) ÷ 2^(N−1) (uint8: (x − 128) ÷ 128, 8-bit WAV); floats as they are.
+
+    Bool, complex, object, string or date arrays are refused (``InputError`` naming ``path``): their values are
+    not samples.
+    """
+    x = np.asarray(x)
+    kind = x.dtype.kind
+    if kind == "f":
+        return x.astype(np.float32, copy=False)
+    if kind in "iu":
+        full = float(2 ** (8 * x.dtype.itemsize - 1))
+        y = x.astype(np.float64)
+        if kind == "u":
+            y -= full
+        y *= 1.0 / full
+        return y.astype(np.float32)
+    raise InputError(path, f"audio samples must be numbers (float, or integer PCM such as int16), got a "
+                           f"{x.dtype} array")
+
+
 def to_mono(x: np.ndarray, channel_weights=None, path=None) -> np.ndarray:
     """``(n, ch)`` → ``(n,)``: mean over channels, or ``Σ_c w_c x[:, c]`` when ``channel_weights`` is given."""
     if channel_weights is None:
