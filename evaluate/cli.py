@@ -132,9 +132,17 @@ def calibrate(checkpoint, caches, write, device, precision):
     from hkdsme.evaluate.calibrate import calibrate_checkpoint
 
     try:
+        if write:     # θ is stored by rewriting the checkpoint: a read-only place fails now, not after scoring
+            from pathlib import Path
+
+            from hkdsme.pipeline.atomic import writable_dir
+
+            writable_dir(Path(checkpoint).parent, "checkpoint's folder (--write)")
         r = calibrate_checkpoint(checkpoint, list(caches), write=write, device=device, precision=precision)
     except (InputError, ValueError) as e:
         _fail(e)
+    except OSError as e:
+        _fail(f"{e.filename or checkpoint}: {e.strerror or e}")
     click.echo(f"θ = {r['theta']:g} ({r['precision']})" + (f", written to {checkpoint}" if write else ""))
     click.echo("| cache | decoder | VR | VFA | RPA | RCA | OA |")
     click.echo("|---|---|---:|---:|---:|---:|---:|")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, OutputError, os_reason
 
 
 def _read_umask() -> int:
@@ -165,3 +165,20 @@ def file_lock(lock, what, busy: str, hint: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)          # releases the flock
+
+
+def writable_dir(folder, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and prove it writable by creating (and removing) a temporary file in it, so a
+    read-only place is found before any work, whoever runs it (``os.access`` says yes to root on a read-only
+    mount). ``OutputError`` (one line, naming the folder) otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, f"the {what} is an existing file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".hkd-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise OutputError(folder, f"cannot write to the {what}: {os_reason(e)}") from None
+    return folder

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hkdsme.pipeline.atomic import atomic_path
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.atomic import atomic_path, writable_dir
+from hkdsme.pipeline.errors import InputError, os_reason, output_error
 
 
 def _hms(seconds: float) -> str:
@@ -47,8 +47,11 @@ def cfp(audio, out):
             raise InputError(audio, e.reason) from None
     except InputError as e:
         raise click.ClickException(str(e)) from None
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
-        np.save(fh, np.asarray(feats, dtype=np.float32))
+    try:
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
+            np.save(fh, np.asarray(feats, dtype=np.float32))
+    except OSError as e:
+        raise click.ClickException(str(output_error(out, e))) from None
     click.echo(f"{out}: {feats.shape[0]}x{feats.shape[1]}x{feats.shape[2]} ({feats.shape[2] / 100:.2f} s)")
 
 
@@ -109,11 +112,14 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
         raise click.ClickException("--scheduler is for --backend dask")
     t0 = time.perf_counter()
     try:
+        writable_dir(out, "cache folder (--out)")          # a read-only place: one line, before any work
         s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
                         progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment,
                         scheduler=scheduler)
     except (InputError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:      # e.g. the cache folder became unwritable or full during the run
+        raise click.ClickException(f"{e.filename or out}: {os_reason(e)}") from None
     wall = time.perf_counter() - t0
     click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
                f"in {wall:.1f} s; cache holds {s['tracks']} tracks, "
