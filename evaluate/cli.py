@@ -29,6 +29,9 @@ def _inference_options(f):
 @click.version_option(package_name="hkdsme")
 def main():
     """Evaluate checkpoints and predict melodies."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
     from hkdsme.model import runtime
 
     runtime.keep_freed_memory()     # this process is ours: reuse freed tensor memory (runtime docstring)

@@ -28,6 +28,9 @@ def _size(n: float) -> str:
 @click.version_option(package_name="hkdsme")
 def main():
     """Prepare features: datasets → CFP + labels → HDF5 shards."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
 
 
 @main.command()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hkdsme.pipeline import grid, shards, stream
+from hkdsme.pipeline import grid, shards, signals, stream
 from hkdsme.pipeline.atomic import file_lock
 from hkdsme.pipeline.errors import InputError
 
@@ -341,10 +341,13 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
         finally:
             close = getattr(results, "close", None)
             if close is not None:
-                close()               # a dask run shuts its cluster down here
+                close()               # a dask run shuts its cluster down here; joblib aborts its workers
             bar.close()
             journal.close()
-            shards.compact_journal(out)
+            shards.compact_journal(out)           # the tracks that finished are kept
+            if signals.received():                # SIGTERM / SIGHUP: no worker left writing, then no temporaries
+                signals.end_workers()
+                _remove_leftovers(out)
 
     entries = m["tracks"].values()
     summary = {

@@ -73,6 +73,9 @@ def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: di
 @click.version_option(package_name="hkdsme")
 def main():
     """Train the teacher and distil the student."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
     from hkdsme.model import runtime
 
     runtime.keep_freed_memory()     # this process is ours: reuse freed tensor memory (runtime docstring)
