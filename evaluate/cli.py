@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 def _inference_options(f):
     """The options every command that runs a network shares (device, batch, precision, decoder)."""
@@ -38,7 +38,7 @@ def main():
 
 
 def _fail(e):
-    raise click.ClickException(str(e)) from None
+    raise click.ClickException(display(e)) from None
 
 
 @main.command()
@@ -115,10 +115,12 @@ def predict(audio, checkpoint, model, out_dir, fmt, plot, overwrite, jobs, devic
         _fail(e)
     except OSError as e:
         _fail(f"{e.filename or out_dir}: cannot write: {e.strerror or e}")
-    for src, dst in written.items():
-        click.echo(f"{src} -> {dst}")
+    import os
+
+    for src, dst in written.items():       # as bytes: a file name that is not UTF-8 is printed as the OS has it
+        click.echo(os.fsencode(f"{src} -> {dst}"))
     for src, why in failed.items():
-        click.echo(f"FAILED {src}: {why}", err=True)
+        click.echo(os.fsencode(f"FAILED {src}: {why}"), err=True)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(written) + len(failed)} input(s) failed")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 
 def format_of(path) -> str:
@@ -94,12 +94,12 @@ def _write_outputs(out: Path, plot: Path | None, res, fmt: str, path: Path, over
     current, tmps = out, []
     try:
         with atomic_paths(dests, overwrite=overwrite) as tmps:
-            write_melody(tmps[0], times, f0, fmt, source=_display(path.name))
+            write_melody(tmps[0], times, f0, fmt, source=display(path.name))
             if plot is not None:
                 from hkdsme.evaluate.plots import plot_track
 
                 current = plot
-                plot_track(tmps[1], res[2], {"estimate": (times, f0)}, title=_display(path.name))
+                plot_track(tmps[1], res[2], {"estimate": (times, f0)}, title=display(path.name))
             current = None                                   # publishing: the error names the output concerned
     except OSError as e:
         if current is None:
@@ -109,11 +109,6 @@ def _write_outputs(out: Path, plot: Path | None, res, fmt: str, path: Path, over
             return f"{current} exists (written by another run meanwhile): not overwritten (pass --overwrite to replace it)"
         return f"cannot write {current}: {_os_reason(e)}"
     return None
-
-
-def _display(name: str) -> str:
-    """``name`` as printable text: bytes of a non-UTF-8 file name (kept by Python as surrogates) become U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _results(paths, want_spec: bool, predictor, settings: dict, prefetch: bool, jobs: int):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hkdsme.evaluate.files import predict_from_files_to_files
 from hkdsme.pipeline.datasets import AUDIO_EXTENSIONS, find_audio
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 # the names this module exposed before the inference API had its own module, served from there on first use
 # (importing it costs torch; a many-file predict with worker processes never needs it here)
@@ -130,7 +130,7 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", plo
 
     def step(path, out, why):
         if why is not None and progress:
-            tqdm.write(f"skipped {path}: {why}")
+            tqdm.write(display(f"skipped {path}: {why}"))
         bar.update(1)
 
     try:

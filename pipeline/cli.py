@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from hkdsme.pipeline.atomic import atomic_path, writable_dir
-from hkdsme.pipeline.errors import InputError, os_reason, output_error
+from hkdsme.pipeline.errors import InputError, display, os_reason, output_error
 
 
 def _hms(seconds: float) -> str:
@@ -49,7 +49,7 @@ def cfp(audio, out):
         except InputError as e:
             raise InputError(audio, e.reason) from None
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     try:
         with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
             np.save(fh, np.asarray(feats, dtype=np.float32))
@@ -108,7 +108,7 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
             tracks = aug.augment_tracks(tracks, spec, variants)
             augment = spec.to_dict()
     except (InputError, ValueError, KeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     if not tracks:
         raise click.ClickException(f"no tracks found for dataset {dataset!r} in {root}")
     if scheduler and backend != "dask":
@@ -120,7 +120,7 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
                         progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment,
                         scheduler=scheduler)
     except (InputError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     except OSError as e:      # e.g. the cache folder became unwritable or full during the run
         raise click.ClickException(f"{e.filename or out}: {os_reason(e)}") from None
     wall = time.perf_counter() - t0
@@ -148,7 +148,7 @@ def info(cache_dir, verify):
     try:
         c = open_cache(cache_dir)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     entries = list(c.tracks.values())
     labeled = [e for e in entries if e.get("labeled")]
     frames = sum(e["n_frames"] for e in labeled)

@@ -39,3 +39,9 @@ def os_reason(e: BaseException) -> str:
 def output_error(path, e: BaseException, what: str = "cannot write") -> OutputError:
     """``OutputError(path, "<what>: <reason>")`` for an OSError met while writing ``path``."""
     return OutputError(path, f"{what}: {os_reason(e)}")
+
+
+def display(text) -> str:
+    """``text`` safe to print on any UTF-8 stream: bytes of a non-UTF-8 file name (kept by Python as lone
+    surrogates, ``\\udcXX``) become U+FFFD; everything else is unchanged."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")

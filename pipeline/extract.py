@@ -20,7 +20,7 @@ import numpy as np
 
 from hkdsme.pipeline import grid, shards, signals, stream
 from hkdsme.pipeline.atomic import file_lock
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 MAX_END_GAP_S = 1.0      # annotation end may differ from the audio duration by at most this
 MIN_COVERAGE = 0.5       # ... and must span at least this fraction of the audio
@@ -326,7 +326,7 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
                     journal.append(track_id, failed=res["failed"])
                     m["failed"][track_id] = res["failed"]
                     failures.append(res["failed"])
-                    msg = f"skip {res['failed']}"
+                    msg = display(f"skip {res['failed']}")
                     if progress:
                         bar.write(msg)   # keeps the bar intact
                     else:

@@ -14,7 +14,7 @@ import os
 import click
 
 from hkdsme.pipeline.atomic import writable_dir
-from hkdsme.pipeline.errors import InputError, os_reason
+from hkdsme.pipeline.errors import InputError, display, os_reason
 
 
 def _common(f):
@@ -62,7 +62,7 @@ def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: di
         rundir.prepare_out(cfg, resume=resume, force=force, main=os.environ.get("RANK", "0") == "0")
         metrics = fn(cfg, resume=resume)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     except OSError as e:      # a file that cannot be read or written mid-run: the file and the reason, one line
         raise click.ClickException(f"{e.filename or cfg.get('out')}: {os_reason(e)}") from None
     if metrics and os.environ.get("RANK", "0") == "0":
@@ -131,7 +131,7 @@ def export(checkpoint, out, dtype):
     try:
         path = export_checkpoint(checkpoint, out, dtype=dtype)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     click.echo(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
 
 
@@ -147,7 +147,7 @@ def plot(runs, out, labels, title):
     try:
         path = plot_runs(runs, out, labels=labels or None, title=title)
     except (InputError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     except OSError as e:
         raise click.ClickException(f"{out}: cannot write: {os_reason(e)}") from None
     click.echo(f"wrote {path}")
@@ -163,7 +163,7 @@ def demo(out, jobs):
     try:
         run_demo(out, jobs=jobs, log=click.echo)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out}: {os_reason(e)}") from None
 
