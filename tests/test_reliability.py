@@ -138,9 +138,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _interrupt(cmd, sig, ready, timeout=120.0):
-    """Run ``cmd``, send ``sig`` once ``ready()`` and it has 2+ worker processes; ``(status, pids seen)``."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+def _interrupt(cmd, sig, ready, cwd, timeout=120.0):
+    """Run ``cmd``, send ``sig`` once ``ready()`` and it has 2+ worker processes; ``(status, pids seen, stderr)``.
+
+    stderr goes to a file, not a pipe: orphaned workers would hold a pipe open and a reader would wait forever.
+    """
+    log = Path(cwd) / "stderr.txt"
+    with open(log, "wb") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
     seen, t0 = set(), time.monotonic()
     try:
         while time.monotonic() - t0 < timeout and p.poll() is None:
@@ -148,7 +153,7 @@ def _interrupt(cmd, sig, ready, timeout=120.0):
             if ready() and len([c for c in seen if _alive(c)]) >= 2:
                 break
             time.sleep(0.05)
-        assert p.poll() is None, f"finished before the signal: {p.stderr.read().decode()[-2000:]}"
+        assert p.poll() is None, f"finished before the signal: {log.read_text()[-2000:]}"
         p.send_signal(sig)
         status = p.wait(30)
     finally:
@@ -157,7 +162,10 @@ def _interrupt(cmd, sig, ready, timeout=120.0):
     deadline = time.monotonic() + 10
     while any(_alive(c) for c in seen) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return status, seen, p.stderr.read().decode()
+    left = [c for c in seen if _alive(c)]
+    for c in left:                      # do not leave them running after a failed check
+        os.kill(c, signal.SIGKILL)
+    return status, seen, left, log.read_text()
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
@@ -171,9 +179,9 @@ def test_sigterm_ends_predict_workers_and_keeps_finished_files(tmp_path):
         sf.write(src / f"s{i}.wav", _tone(8.0, 8000, f=200 + 30 * i, seed=i), 8000)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "hkdsme.evaluate.cli", "predict", str(src), "--out", str(out), "--jobs", "2"]
-    status, seen, err = _interrupt(cmd, signal.SIGTERM, lambda: any(out.glob("*.csv")))
+    status, seen, left, err = _interrupt(cmd, signal.SIGTERM, lambda: any(out.glob("*.csv")), tmp_path)
     assert status == 128 + signal.SIGTERM, err[-2000:]
-    assert len(seen) >= 2 and not [c for c in seen if _alive(c)], "worker or resource tracker left running"
+    assert len(seen) >= 2 and not left, "worker or resource tracker left running"
     done = sorted(out.iterdir())
     assert done and all(f.name.endswith(".f0.csv") for f in done), done     # no temporaries
     assert len(done) < 6
@@ -190,13 +198,14 @@ def test_sighup_ends_extract_workers_keeps_finished_tracks(tmp_path):
     journal = cache / "manifest.journal"
     cmd = [sys.executable, "-m", "hkdsme.pipeline.cli", "extract", "--dataset", "synthetic", "--root",
            str(tmp_path / "data"), "--out", str(cache), "--jobs", "2", "--no-progress"]
-    status, seen, err = _interrupt(cmd, signal.SIGHUP, lambda: journal.is_file() and journal.stat().st_size > 0)
+    status, seen, left, err = _interrupt(cmd, signal.SIGHUP, lambda: journal.is_file() and journal.stat().st_size > 0,
+                                         tmp_path)
     assert status == 128 + signal.SIGHUP, err[-2000:]
-    assert len(seen) >= 2 and not [c for c in seen if _alive(c)], "worker or resource tracker left running"
+    assert len(seen) >= 2 and not left, "worker or resource tracker left running"
     kept = json.loads((cache / "manifest.json").read_text())["tracks"]
     assert 1 <= len(kept) < 6                                              # what finished is in the manifest
     assert not [f for f in cache.rglob("*") if ".tmp-" in f.name]           # no temporaries
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)       # the rerun does only the rest
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)   # does only the rest
     assert r.returncode == 0 and f"{6 - len(kept)} done, {len(kept)} skipped" in r.stdout, r.stdout + r.stderr
 
 
@@ -272,7 +281,7 @@ res = extract.process_track(t, {str(tmp_path / 'c')!r}, "shards/a.h5", "syntheti
 assert "failed" not in res, res
 print("torch" in sys.modules)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stdout + r.stderr
 
 
