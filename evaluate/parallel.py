@@ -20,7 +20,6 @@ imports torch: that happens in the workers.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from hkdsme.pipeline.signals import on_terminate
@@ -142,9 +141,8 @@ def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_spect
                 _drop_pool()
                 raise value
             yield i, paths[i], (value if status == "ok" else InputError(paths[i], value))
-    except BaseException:
-        if isinstance(sys.exc_info()[1], SystemExit):      # terminated (SIGTERM / SIGHUP): workers end now
-            _drop_pool(kill=True)
+    except SystemExit:                       # terminated (SIGTERM / SIGHUP, pipeline.signals): workers end now
+        _drop_pool(kill=True)
         raise
     finally:
         for f in futures.values():           # the caller stopped early (or a fatal error): do not leave files queued

@@ -70,16 +70,6 @@ def _block_frames() -> int:
     return stream.frames_per_block(stream.DEFAULT_BLOCK_S)
 
 
-def _streamed_extrema(audio: np.ndarray, block_frames: int):
-    """Pass 1: per-channel min / max of ``log(1 + raw CFP)`` over the whole track (the normalisation's)."""
-    return stream.streamed_extrema(audio, block_frames)
-
-
-def _streamed_blocks(audio: np.ndarray, lo, hi, block_frames: int, path):
-    """Pass 2: ``(first_frame, normalised CFP block)``, equal to the frames of ``cfp(audio)``."""
-    return stream.normalised_blocks(audio, lo, hi, block_frames, path)
-
-
 def compute_track(track, stream_frames: int | None = None):
     """Features and labels of one track (bad input raises ``InputError`` naming the file).
 
@@ -95,9 +85,9 @@ def compute_track(track, stream_frames: int | None = None):
         if grid.n_frames(len(audio)) > limit:
             audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
             bf = _block_frames()
-            lo, hi = _streamed_extrema(audio, bf)
+            lo, hi = stream.streamed_extrema(audio, bf)
             t = grid.n_frames(len(audio))
-            feats = lambda: _streamed_blocks(audio, lo, hi, bf, track.audio_path)  # noqa: E731
+            feats = lambda: stream.normalised_blocks(audio, lo, hi, bf, track.audio_path)  # noqa: E731
         else:
             feats = np.asarray(compute_features(audio), dtype=np.float32)
             t = feats.shape[-1]
