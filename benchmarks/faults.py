@@ -11,14 +11,18 @@ the CFP of audio over 10 minutes is computed in two passes over blocks (``pipeli
 is the 10-minute one-pass CFP (225 MB) or the streamed path's blocks, plus the 8 kHz signal (32 KB per second
 of audio, 115 MB per hour), the network and torch.
 
-Measured (shared 2-core AMD EPYC VM, load average ~5 from other jobs; ``python benchmarks/faults.py``):
+Measured (shared 2-core AMD EPYC VM, load average ~5 from other jobs, so wall times are slow;
+``python benchmarks/faults.py --signals``):
 
     minutes  audio MB  peak RSS MB  wall s
-       10       106        800        77
-       60       635        731       575
+       10       106          928     178
+       60       635          819     788
+    SIGTERM: exit status 143 after 0.46 s; 4 child processes, all gone after 0.66 s; kept 1 finished file(s),
+    0 temporaries
 
-Before streamed decoding a 60-minute file peaked at 3.41 GB (3.13 GB of it decoding the whole file at 44.1 kHz
-before any streaming). ``--signals`` also times SIGTERM on a 2-worker predict: seconds until the command and
+The 10-minute file is the worst case (the one-pass CFP of up to 10 minutes is held: 225 MB); past 10 minutes only
+the 8 kHz signal grows (115 MB per hour), so the peak stays under ~1 GB up to about 2 hours of audio. Before
+streamed decoding a 60-minute file peaked at 3.41 GB (3.13 GB of it decoding the whole file at 44.1 kHz). ``--signals`` also times SIGTERM on a 2-worker predict: seconds until the command and
 every worker and resource tracker are gone.
 
 Usage: ``python benchmarks/faults.py [--minutes 10 60] [--dir /tmp] [--signals]``
