@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 def _inference_options(f):
     """The options every command that runs a network shares (device, batch, precision, decoder)."""
@@ -29,13 +29,16 @@ def _inference_options(f):
 @click.version_option(package_name="hkdsme")
 def main():
     """Evaluate checkpoints and predict melodies."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
     from hkdsme.model import runtime
 
     runtime.keep_freed_memory()     # this process is ours: reuse freed tensor memory (runtime docstring)
 
 
 def _fail(e):
-    raise click.ClickException(str(e)) from None
+    raise click.ClickException(display(e)) from None
 
 
 @main.command()
@@ -131,10 +134,12 @@ def predict(audio, checkpoint, model, out_dir, fmt, confidence, plot, overwrite,
         _fail(e)
     except OSError as e:
         _fail(f"{e.filename or out_dir}: cannot write: {e.strerror or e}")
-    for src, dst in written.items():
-        click.echo(f"{src} -> {dst}")
+    import os
+
+    for src, dst in written.items():       # as bytes: a file name that is not UTF-8 is printed as the OS has it
+        click.echo(os.fsencode(f"{src} -> {dst}"))
     for src, why in failed.items():
-        click.echo(f"FAILED {src}: {why}", err=True)
+        click.echo(os.fsencode(f"FAILED {src}: {why}"), err=True)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(written) + len(failed)} input(s) failed")
 
@@ -151,9 +156,17 @@ def calibrate(checkpoint, caches, write, device, precision):
     from hkdsme.evaluate.calibrate import calibrate_checkpoint
 
     try:
+        if write:     # θ is stored by rewriting the checkpoint: a read-only place fails now, not after scoring
+            from pathlib import Path
+
+            from hkdsme.pipeline.atomic import writable_dir
+
+            writable_dir(Path(checkpoint).parent, "checkpoint's folder (--write)")
         r = calibrate_checkpoint(checkpoint, list(caches), write=write, device=device, precision=precision)
     except (InputError, ValueError) as e:
         _fail(e)
+    except OSError as e:
+        _fail(f"{e.filename or checkpoint}: {e.strerror or e}")
     click.echo(f"θ = {r['theta']:g} ({r['precision']})" + (f", written to {checkpoint}" if write else ""))
     click.echo("| cache | decoder | VR | VFA | RPA | RCA | OA |")
     click.echo("|---|---|---:|---:|---:|---:|---:|")

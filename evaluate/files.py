@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 
 def format_of(path) -> str:
@@ -57,9 +57,9 @@ def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", b
 
     Returns ``(written, failed)``: ``{input: output path}`` and ``{input: reason}``, both in input order.
     """
-    from hkdsme.evaluate.formats import FORMATS, write_melody
+    from hkdsme.evaluate.formats import FORMATS
 
-    paths, outputs = [Path(p) for p in paths], [Path(o) for o in outputs]
+    paths, outputs = [Path(os.fsdecode(p)) for p in paths], [Path(os.fsdecode(o)) for o in outputs]
     if len(paths) != len(outputs):
         raise ValueError(f"{len(paths)} input(s) but {len(outputs)} output path(s)")
     plots = None if plots is None else [Path(p) for p in plots]
@@ -90,23 +90,52 @@ def predict_from_files_to_files(paths, outputs, checkpoint=None, device="cpu", b
         if isinstance(res, InputError):
             out, why = None, res.reason
         else:
-            times, f0, conf = res[0], res[1], (res[2] if want_conf else None)
-            try:
-                write_melody(out, times, f0, fmt or format_of(out), confidence=conf if confidence else None,
-                             source=path.name)
-                if plots is not None:
-                    from hkdsme.evaluate.plots import plot_track
-
-                    plot_track(plots[i], res[-1], {"estimate": (times, f0)}, confidence=(times, conf),
-                               title=path.name)
-            except OSError as e:
-                out, why = None, f"cannot write {out}: {_os_reason(e)}"
+            conf = res[2] if want_conf else None
+            why = _write_outputs(out, plots[i] if plots is not None else None, res, fmt or format_of(out), path,
+                                 overwrite, conf if confidence else None, conf)
+            out = None if why else out
         done[i] = (out, why)
         if on_result:
             on_result(path, out, why)
     written = {paths[i]: done[i][0] for i in sorted(done) if done[i][0] is not None}
     failed = {paths[i]: done[i][1] for i in sorted(done) if done[i][0] is None}
     return written, failed
+
+
+def _write_outputs(out: Path, plot: Path | None, res, fmt: str, path: Path, overwrite: bool,
+                   confidence=None, lane=None) -> str | None:
+    """Write the melody file (with ``confidence`` as a column if given) and its plot (``lane``: the confidence
+    drawn under the contour) of one result ``(times, f0[, confidence][, spectrum])``; the reason it failed, or None.
+
+    Both files are finished as temporaries before either is published (:func:`hkdsme.pipeline.atomic.atomic_paths`),
+    so a failure leaves neither and a rerun starts clean. Without ``overwrite`` each name is claimed atomically:
+    a file that appeared since the check before the run (another predict writing the same name) is kept, and
+    this input fails instead of silently replacing it.
+    """
+    from hkdsme.evaluate.formats import write_melody
+    from hkdsme.pipeline.atomic import atomic_paths
+
+    times, f0 = res[0], res[1]
+    dests = [out] + ([plot] if plot is not None else [])
+    current, tmps = out, []
+    try:
+        with atomic_paths(dests, overwrite=overwrite) as tmps:
+            write_melody(tmps[0], times, f0, fmt, confidence=confidence, source=display(path.name))
+            if plot is not None:
+                from hkdsme.evaluate.plots import plot_track
+
+                current = plot
+                plot_track(tmps[1], res[-1], {"estimate": (times, f0)}, confidence=(times, lane),
+                           title=display(path.name))
+            current = None                                   # publishing: the error names the output concerned
+    except OSError as e:
+        if current is None:
+            named = {str(t): d for t, d in zip(tmps, dests)}
+            current = next((named.get(str(f), Path(f)) for f in (e.filename2, e.filename) if f), out)
+        if isinstance(e, FileExistsError):
+            return f"{current} exists (written by another run meanwhile): not overwritten (pass --overwrite to replace it)"
+        return f"cannot write {current}: {_os_reason(e)}"
+    return None
 
 
 def _results(paths, want_spec: bool, want_conf: bool, predictor, settings: dict, prefetch: bool, jobs: int):

@@ -17,7 +17,7 @@ Batch file handling of the command line (folders, output names, ``--overwrite``)
 
 Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame ``i`` at ``(i+1)·10 ms``):
 
-1. CFP, streamed. ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
+1. CFP, streamed (:mod:`hkdsme.pipeline.stream`). ``cfp_raw`` runs on blocks of ``block_s`` seconds of audio, each widened by
    ``CONTEXT_FRAMES`` frames of audio on both sides; the context frames are dropped, so every kept frame saw
    exactly the samples it sees in a whole-file CFP (the 768-sample window reaches 4.8 frames either side).
 2. Normalisation is global per channel, as in ``cfp()``: ``v = log(1 + raw)``, ``(v - min_T v) / (max_T v - min_T v)``
@@ -44,6 +44,7 @@ There is no silent fallback to a random network: without ``checkpoint`` the pack
 from __future__ import annotations
 
 import math
+from importlib import resources  # noqa: F401 (re-exported: tests patch resources.files)
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +56,15 @@ from hkdsme.pipeline.cfp import log_compress, scale_, validate_audio
 from hkdsme.evaluate.files import predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
 from hkdsme.evaluate.models import resolve_checkpoint
 from hkdsme.pipeline.errors import InputError
+# the streamed CFP (shared with hkd-prep extract and report); its names stay importable from here
+from hkdsme.pipeline.stream import (  # noqa: F401
+    CONTEXT_FRAMES, DEFAULT_BLOCK_S, MAX_HELD_FRAMES, raw_cfp_blocks, streamed_cfp,
+)
+from hkdsme.pipeline.stream import frames_per_block as _block_frames
+from hkdsme.pipeline.stream import log_extrema as _log_extrema  # noqa: F401
+from hkdsme.pipeline.stream import raw_block as _raw_block  # noqa: F401
 
 DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
-DEFAULT_BLOCK_S = 30.0            # audio per CFP block (the STFT of a block is the largest temporary)
-CONTEXT_FRAMES = 8                # > 768 / 2 / 80 = 4.8 frames of window reach on each side
-MAX_HELD_FRAMES = 10 * 60 * 100   # up to 10 min: hold raw CFP (225 MB) and do one pass
 
 
 def _device(device) -> torch.device:
@@ -67,70 +72,6 @@ def _device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use device='cpu'")
     return dev
-
-
-def _block_frames(block_s: float) -> int:
-    """Frames per block: ``block_s`` seconds rounded up to whole 64-frame segments."""
-    return max(1, math.ceil(block_s * 100 / grid.SEG_LEN)) * grid.SEG_LEN
-
-
-def raw_cfp_blocks(x: np.ndarray, block_frames: int, context: int = CONTEXT_FRAMES):
-    """Yield ``(first_frame, raw (3, 320, n))`` covering frames ``0..T-1`` of ``x`` in blocks of ``block_frames``.
-
-    Block ``[a, b)`` is computed from samples ``[(a - c)·80, (b + context + 1)·80)`` with ``c = min(context, a)``:
-    local frame ``j`` is then centred on global sample ``(a - c + j + 1)·80``, i.e. global frame ``a - c + j``.
-    """
-    from hkdsme.pipeline.cfp import cfp_raw
-
-    n_total = grid.n_frames(len(x))
-    if n_total < 2:
-        cfp_raw(x)  # raises the CFP's own InputError for too-short audio
-    for a in range(0, n_total, block_frames):
-        yield a, _raw_block(x, a, min(a + block_frames, n_total), context)
-
-
-def _raw_block(x: np.ndarray, a: int, b: int, context: int = CONTEXT_FRAMES) -> np.ndarray:
-    """Raw CFP (3, 320, b - a) of frames ``[a, b)`` of ``x`` (see :func:`raw_cfp_blocks`)."""
-    from hkdsme.pipeline.cfp import cfp_raw
-
-    c = min(context, a)
-    raw = cfp_raw(x[(a - c) * grid.HOP:min(len(x), (b + context + 1) * grid.HOP)])
-    return raw[:, :, c:c + (b - a)]
-
-
-def _log_extrema(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return v.min(axis=(1, 2)), v.max(axis=(1, 2))
-
-
-def streamed_cfp(x: np.ndarray, block_frames: int | None = None, threads: int = 1) -> np.ndarray:
-    """Normalised CFP (3, 320, T) of 8 kHz audio computed block by block (equal to a whole-file ``cfp(x)``).
-
-    ``threads > 1``: the blocks are computed by that many threads (the CFP's numba kernels and FFTs release the
-    GIL), in at least ``4·threads`` equal blocks so none is left alone at the end; every block is exact, so the
-    result is the same array. Holds the whole (3, 320, T) float32 result (3.75 KB per frame); see
-    :class:`Predictor` for the bounded-memory path used on long audio.
-    """
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
-    n_total = grid.n_frames(x.size)
-    feats = np.empty((3, grid.N_FREQ, n_total), dtype=np.float32)
-    block_frames = block_frames or _block_frames(DEFAULT_BLOCK_S)
-    threads = max(1, int(threads))
-    if threads == 1 or n_total < 2 * grid.SEG_LEN:
-        for a, raw in raw_cfp_blocks(x, block_frames):
-            log_compress(raw, out=feats[:, :, a:a + raw.shape[-1]])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        n_blocks = max(4 * threads, -(-n_total // block_frames))
-        step = -(-n_total // (n_blocks * grid.SEG_LEN)) * grid.SEG_LEN          # whole segments per block
-
-        def one(a: int) -> None:
-            b = min(a + step, n_total)
-            log_compress(_raw_block(x, a, b), out=feats[:, :, a:b])
-
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hkd-cfp") as pool:
-            list(pool.map(one, range(0, n_total, step)))
-    return scale_(feats, *_log_extrema(feats))
 
 
 def check_audio(x, path=None) -> np.ndarray:
@@ -317,17 +258,13 @@ class Predictor:
             (spec,) if want_spec else ())
 
     def _two_pass(self, x, n, want_spec, want_conf):
-        lo = np.full(3, np.inf, dtype=np.float32)
-        hi = np.full(3, -np.inf, dtype=np.float32)
-        for _, raw in raw_cfp_blocks(x, self.block_frames):
-            blo, bhi = _log_extrema(log_compress(raw))
-            np.minimum(lo, blo, out=lo)
-            np.maximum(hi, bhi, out=hi)
+        from hkdsme.pipeline.stream import normalised_blocks, streamed_extrema
+
+        lo, hi = streamed_extrema(x, self.block_frames)
         f0 = np.empty(n, dtype=np.float64)
         conf = np.empty(n, dtype=np.float32) if want_conf else None
         spec = np.empty((grid.N_FREQ, n), dtype=np.float32) if want_spec else None
-        for a, raw in raw_cfp_blocks(x, self.block_frames):
-            v = scale_(log_compress(raw), lo, hi)
+        for a, v in normalised_blocks(x, lo, hi, self.block_frames):
             b = a + v.shape[-1]
             f0[a:b], c = self._decode(v, want_conf)
             if want_conf:
@@ -341,9 +278,9 @@ class Predictor:
         return self._back(self._front_file(path), return_spectrum, return_confidence)
 
     def _front_file(self, path, threads: int | None = None):
-        from hkdsme.pipeline.audio import load_audio
+        from hkdsme.pipeline.audio import load_audio, source_path
 
-        return self._front(load_audio(path, sr=grid.SR), path, threads)
+        return self._front(load_audio(path, sr=grid.SR), source_path(path), threads)
 
     def predict_many(self, paths, *, return_confidence: bool = False, return_spectrum: bool = False,
                      prefetch: bool = True, jobs: int = 1):
@@ -388,16 +325,23 @@ class Predictor:
 
 
 def _to_8k(audio, sr) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float32)
+    from hkdsme.pipeline.audio import resample, to_float
+
+    x = to_float(audio)                  # integer PCM scaled by its full range; bool / object refused
     if x.ndim == 2:  # (n, channels) as soundfile returns it, or (channels, n) as librosa does
         x = x.mean(axis=1 if x.shape[0] > x.shape[1] else 0)
     if x.ndim != 1:
         raise InputError(None, f"audio array must be 1-D (or 2-D multichannel), got shape {x.shape}")
     if sr is None:
         raise ValueError("an audio array needs its sample rate: extract_melody(x, sr=44100)")
-    from hkdsme.pipeline.audio import resample
-
     return resample(x, int(sr), grid.SR)
+
+
+def _is_source(audio) -> bool:
+    """A path (``str``, ``bytes``, ``os.PathLike``) or a binary file object, rather than samples."""
+    import os
+
+    return isinstance(audio, (str, bytes, os.PathLike)) or hasattr(audio, "read")
 
 
 _PREDICTORS: dict = {}
@@ -428,13 +372,15 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced; with
     ``return_confidence``, ``(times, f0, confidence)``.
 
-    ``audio``: a file path, or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ;
-    multichannel arrays are averaged). ``checkpoint``: any checkpoint path; ``model``: an embedded model by
-    name, ``"hkdsme"``, ``"supervised"`` or ``"ftanet"`` (docs/model_card.md); neither → the embedded default.
-    The network is loaded once per process and reused by later calls with the same arguments. ``decode``:
-    ``"voicing"`` (voiced iff ``1 − p(unvoiced) ≥ voicing_threshold``; None → the checkpoint's calibrated θ,
-    else 0.5; 0 → every frame voiced, f0 = the pitch candidate of each frame) or ``"argmax"`` (the paper's).
-    ``precision``: ``"auto"`` = bf16 where the hardware runs it natively, else fp32.
+    ``audio``: a file path (``str``, ``bytes``, ``os.PathLike``), a binary file object (formats soundfile reads),
+    or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ; multichannel arrays are averaged;
+    integer PCM is scaled by its full range: int16 ÷ 32768, int32 ÷ 2^31, uint8 (x − 128) ÷ 128). ``checkpoint``:
+    any checkpoint path; ``model``: an embedded model by name, ``"hkdsme"``, ``"supervised"``, ``"ftanet"`` or
+    ``"msnet-vocal"`` (docs/model_card.md); neither → the embedded default. The network is loaded once per process
+    and reused by later calls with the same arguments. ``decode``: ``"voicing"`` (voiced iff ``1 − p(unvoiced) ≥
+    voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5; 0 → every frame voiced, f0 = the pitch
+    candidate of each frame) or ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware
+    runs it natively, else fp32.
 
     ``confidence`` (float32, one per frame): the voicing probability ``1 − p(unvoiced row)`` of the melody
     channel — exactly what the voicing decoder compares with θ; the same quantity under ``decode="argmax"``.
@@ -443,7 +389,7 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
     ``voicing_threshold=0``).
     """
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    if isinstance(audio, (str, Path)):
+    if _is_source(audio):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
         return pred.predict_file(audio, return_confidence=return_confidence)
@@ -458,8 +404,8 @@ def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = D
     ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ.
     Other arguments as :func:`extract_melody`.
     """
-    if isinstance(audio, (str, Path)):
-        raise TypeError("predict() takes an audio array; use predict_from_file() for a path")
+    if _is_source(audio):
+        raise TypeError("predict() takes an audio array; use predict_from_file() for a path or file object")
     pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
     return pred.predict_audio(_to_8k(audio, sr), return_confidence=return_confidence)
 

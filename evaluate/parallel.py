@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hkdsme.pipeline.signals import on_terminate
+
 _WORKER = None
 _FAILED = None        # the exception that stopped this worker's Predictor, sent back instead of each result
 
@@ -102,11 +104,17 @@ def _executor(spec: dict, jobs: int, threads: int):
     return _POOL["pool"]
 
 
-def _drop_pool() -> None:
+def _drop_pool(kill: bool = False) -> None:
     old = _POOL.pop("pool", None)
     _POOL.pop("key", None)
     if old is not None:
-        old.shutdown(wait=False)
+        old.shutdown(wait=False, kill_workers=kill)
+
+
+@on_terminate
+def _kill_pool() -> None:
+    """SIGTERM / SIGHUP (:mod:`hkdsme.pipeline.signals`): end the workers now, whatever they are running."""
+    _drop_pool(kill=True)
 
 
 def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_confidence: bool = False,
@@ -135,6 +143,9 @@ def predict_parallel(spec: dict, paths, jobs: int, threads: int, *, return_confi
                 _drop_pool()
                 raise value
             yield i, paths[i], (value if status == "ok" else InputError(paths[i], value))
+    except SystemExit:                       # terminated (SIGTERM / SIGHUP, pipeline.signals): workers end now
+        _drop_pool(kill=True)
+        raise
     finally:
         for f in futures.values():           # the caller stopped early (or a fatal error): do not leave files queued
             f.cancel()

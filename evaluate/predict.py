@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hkdsme.evaluate.files import check_network, predict_from_files_to_files
 from hkdsme.pipeline.datasets import AUDIO_EXTENSIONS, find_audio
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 PLOT_SUFFIX = ".f0.png"
 OUT_SUFFIX = {"csv": ".f0.csv", "mirex": ".f0.txt", "jams": ".jams"}
@@ -121,7 +121,7 @@ def predict_files(paths, checkpoint=None, *, out_dir=None, fmt: str = "csv", con
 
     def step(path, out, why):
         if why is not None and progress:
-            tqdm.write(f"skipped {path}: {why}")
+            tqdm.write(display(f"skipped {path}: {why}"))
         bar.update(1)
 
     try:

@@ -70,7 +70,8 @@ def _cached_features(cache, track_id: str):
 
 
 def _features(track, cache) -> tuple[np.ndarray, str]:
-    from hkdsme.evaluate.inference import check_audio, streamed_cfp
+    from hkdsme.evaluate.inference import check_audio
+    from hkdsme.pipeline.stream import streamed_cfp
 
     feats = _cached_features(cache, track.track_id)
     if feats is not None:

@@ -23,7 +23,7 @@ from torch import nn
 from hkdsme.model.student import MSNet
 from hkdsme.model.teacher import FTANet
 from hkdsme.pipeline.atomic import atomic_path
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, OutputError, os_reason
 from hkdsme.pipeline.grid import N_CLASSES
 
 FORMAT = "hkdsme-checkpoint"
@@ -100,11 +100,39 @@ def save_checkpoint(path, model: nn.Module, *, kind: str, config: dict, feature_
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
     }
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())   # a checkpoint is what a crash must not lose
+    sink = None
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            sink = _Sink(f)
+            torch.save(payload, sink)
+            f.flush()
+            os.fsync(f.fileno())   # a checkpoint is what a crash must not lose
+    except (OSError, RuntimeError) as e:
+        # torch reports a failed write (disk full) as RuntimeError("... unexpected pos ..."): name the OS's reason
+        cause = sink.error if sink is not None and sink.error is not None else e
+        if isinstance(e, RuntimeError) and not isinstance(cause, OSError):
+            raise
+        kept = "; the previous file is unchanged" if path.is_file() else ""
+        raise OutputError(path, f"cannot write checkpoint: {os_reason(cause)}{kept}") from None
     return path
+
+
+class _Sink:
+    """The file object ``torch.save`` writes to, remembering the OSError a write raised (torch replaces it by a
+    RuntimeError of its own)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def _read(path: Path, *, mmap: bool, map_location="cpu") -> dict:

@@ -2,7 +2,10 @@
 
 The temporary file is in the destination's folder (same filesystem, so the rename is atomic): a reader, or a run
 killed mid-write, sees the old file or the new one, never half of one. Its name is
-``.<name>.tmp-<pid>-<random>`` so leftovers of a killed run match ``*.tmp-*`` (``hkd-prep extract`` removes them).
+``.<name>.tmp-<pid>-<random>`` so leftovers of a killed run match ``*.tmp-*`` (``hkd-prep extract`` removes them);
+``<name>`` is shortened when needed so the temporary name fits the filesystem's name limit (255 bytes) whenever
+the final name does. Outputs that must not replace an existing file are claimed with a hard link
+(:func:`publish` with ``overwrite=False``), which fails if the name is taken: no check-then-write race.
 The finished file gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not ``mkstemp``'s
 private 0600, so checkpoints, caches and reports stay readable by the people they are shared with.
 """
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, OutputError, os_reason
 
 
 def _read_umask() -> int:
@@ -30,28 +33,87 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def temp_prefix(dest: Path) -> str:
+    """``.<name>.tmp-<pid>-`` for a temporary sibling of ``dest``, the name cut (in bytes, as the filesystem
+    counts them) so that the temporary name with mkstemp's 8 random characters fits wherever ``dest``'s fits."""
+    tail = f".tmp-{os.getpid()}-"
+    room = _name_max(dest.parent) - len(tail.encode()) - 1 - 8 - 1          # ".", the random part, one spare
+    name = os.fsencode(dest.name)
+    return "." + os.fsdecode(name[:max(1, room)]) + tail
+
+
+def _new_temp(dest: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(dest), dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
 @contextmanager
-def atomic_path(dest) -> Iterator[Path]:
+def atomic_path(dest, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on a clean exit it replaces ``dest``, on an error it is deleted.
 
     Creates ``dest``'s folder. The yielded file exists and is empty; writers may truncate or reopen it.
+    ``overwrite=False`` claims ``dest`` only if it does not exist (:func:`publish`): ``FileExistsError`` if
+    another writer got there first, and nothing is replaced.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_paths([dest], overwrite=overwrite) as (tmp,):
         yield tmp
-        publish(tmp, dest)
+
+
+@contextmanager
+def atomic_paths(dests, *, overwrite: bool = True) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for several files that belong together (a melody file and its plot): all are
+    written to temporaries first and published only when every one is finished; if publishing one fails, those
+    already published by this call are removed again, so a failure never leaves half of the set."""
+    dests = [Path(d) for d in dests]
+    tmps: list[Path] = []
+    try:
+        for d in dests:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(_new_temp(d))
+        yield list(tmps)
+        done = []
+        try:
+            for t, d in zip(tmps, dests):
+                publish(t, d, overwrite=overwrite)
+                done.append(d)
+        except BaseException:
+            for d in done:
+                d.unlink(missing_ok=True)
+            raise
     finally:
-        tmp.unlink(missing_ok=True)
+        for t in tmps:
+            t.unlink(missing_ok=True)
 
 
-def publish(tmp, dest) -> None:
-    """Give finished file ``tmp`` the mode a plain ``open(dest, "w")`` would, then rename it onto ``dest``."""
+def publish(tmp, dest, *, overwrite: bool = True) -> None:
+    """Give finished file ``tmp`` the mode a plain ``open(dest, "w")`` would, then rename it onto ``dest``.
+
+    ``overwrite=False``: ``os.link(tmp, dest)``, which fails with ``FileExistsError`` when ``dest`` exists, so of
+    two writers racing for one name exactly one wins and the other's file is never silently replaced (``tmp``
+    is left for the caller to delete). Where hard links are unsupported, ``dest`` is claimed with an exclusive
+    create (``O_EXCL``) and then replaced.
+    """
     os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, dest)
+    if overwrite:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))    # FileExistsError if taken
+        os.replace(tmp, dest)
 
 
 def write_text(dest, text: str) -> Path:
@@ -103,3 +165,20 @@ def file_lock(lock, what, busy: str, hint: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)          # releases the flock
+
+
+def writable_dir(folder, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and prove it writable by creating (and removing) a temporary file in it, so a
+    read-only place is found before any work, whoever runs it (``os.access`` says yes to root on a read-only
+    mount). ``OutputError`` (one line, naming the folder) otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, f"the {what} is an existing file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".hkd-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise OutputError(folder, f"cannot write to the {what}: {os_reason(e)}") from None
+    return folder

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from hkdsme.pipeline.atomic import atomic_path
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.atomic import atomic_path, writable_dir
+from hkdsme.pipeline.errors import InputError, display, os_reason, output_error
 from hkdsme.pipeline.f0_tracker import DEFAULT_TRACKER, TRACKERS
 
 
@@ -30,6 +30,9 @@ def _size(n: float) -> str:
 @click.version_option(package_name="hkdsme")
 def main():
     """Prepare features: datasets → CFP + labels → HDF5 shards."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
 
 
 @main.command()
@@ -48,9 +51,12 @@ def cfp(audio, out):
         except InputError as e:
             raise InputError(audio, e.reason) from None
     except InputError as e:
-        raise click.ClickException(str(e)) from None
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
-        np.save(fh, np.asarray(feats, dtype=np.float32))
+        raise click.ClickException(display(e)) from None
+    try:
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:   # a file object: np.save adds no ".npy" to it
+            np.save(fh, np.asarray(feats, dtype=np.float32))
+    except OSError as e:
+        raise click.ClickException(str(output_error(out, e))) from None
     click.echo(f"{out}: {feats.shape[0]}x{feats.shape[1]}x{feats.shape[2]} ({feats.shape[2] / 100:.2f} s)")
 
 
@@ -117,18 +123,21 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
             tracks = aug.augment_tracks(tracks, spec, variants)
             augment = spec.to_dict()
     except (InputError, ValueError, KeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     if not tracks:
         raise click.ClickException(f"no tracks found for dataset {dataset!r} in {root}")
     if scheduler and backend != "dask":
         raise click.ClickException("--scheduler is for --backend dask")
     t0 = time.perf_counter()
     try:
+        writable_dir(out, "cache folder (--out)")          # a read-only place: one line, before any work
         s = run_extract(tracks, out, jobs=jobs, backend=backend, force=force, strict=strict,
                         progress=not no_progress, dataset=dataset, echo=click.echo, augment=augment,
                         scheduler=scheduler)
     except (InputError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
+    except OSError as e:      # e.g. the cache folder became unwritable or full during the run
+        raise click.ClickException(f"{e.filename or out}: {os_reason(e)}") from None
     wall = time.perf_counter() - t0
     click.echo(f"{out}: {s['done']} done, {s['skipped']} skipped (already there), {s['failed']} failed "
                f"in {wall:.1f} s; cache holds {s['tracks']} tracks, "
@@ -182,7 +191,7 @@ def info(cache_dir, verify):
     try:
         c = open_cache(cache_dir)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     entries = list(c.tracks.values())
     labeled = [e for e in entries if e.get("labeled")]
     frames = sum(e["n_frames"] for e in labeled)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hkdsme.pipeline import grid, shards
+from hkdsme.pipeline import grid, shards, signals, stream
 from hkdsme.pipeline.atomic import file_lock
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.errors import InputError, display
 
 MAX_END_GAP_S = 1.0      # annotation end may differ from the audio duration by at most this
 MIN_COVERAGE = 0.5       # ... and must span at least this fraction of the audio
@@ -54,14 +54,12 @@ def check_label_span(path, times, duration_s: float) -> None:
         raise InputError(path, f"label span {end:.1f} s does not match audio {duration_s:.1f} s")
 
 
-# Audio longer than this many frames is streamed: two CFP passes over blocks (``evaluate.inference``'s
-# ``raw_cfp_blocks``; pass 1 finds the per-channel extrema of the global normalisation, pass 2 recomputes each
-# block, normalises it and writes its segments into the shard), so memory is one block plus the shard's labels
-# instead of ~70 MB per minute of audio. The same 10-minute bound as predict's one-pass regime
-# (``inference.MAX_HELD_FRAMES``, not imported for it: ``evaluate.inference`` imports torch, ~300 MB per
-# worker, so it is imported only when a file is streamed). 20-min synthetic file, peak RSS: 1561 MB one-pass,
-# 518 MB streamed (of which ~310 MB is the torch import and ~150 MB decoding the audio).
-STREAM_FRAMES = 10 * 60 * 100
+# Audio longer than this many frames is streamed (:mod:`hkdsme.pipeline.stream`, torch-free): pass 1 finds the
+# per-channel extrema of the global normalisation, pass 2 recomputes each block, normalises it and writes its
+# segments into the shard, so memory is one block plus the shard's labels instead of ~70 MB per minute of
+# audio. The same 10-minute bound as predict's one-pass regime. 20-min synthetic file, peak RSS: 1561 MB
+# one-pass, 518 MB streamed (when this path still imported torch for its blocks: ~310 MB of that).
+STREAM_FRAMES = stream.MAX_HELD_FRAMES
 
 
 def _stream_frames() -> int:
@@ -69,34 +67,7 @@ def _stream_frames() -> int:
 
 
 def _block_frames() -> int:
-    from hkdsme.evaluate.inference import DEFAULT_BLOCK_S, _block_frames as frames
-    return frames(DEFAULT_BLOCK_S)
-
-
-def _streamed_extrema(audio: np.ndarray, block_frames: int):
-    """Pass 1: per-channel min / max of ``log(1 + raw CFP)`` over the whole track (the normalisation's)."""
-    from hkdsme.evaluate.inference import _log_extrema, raw_cfp_blocks
-    from hkdsme.pipeline.cfp import log_compress
-
-    lo = np.full(3, np.inf, dtype=np.float32)
-    hi = np.full(3, -np.inf, dtype=np.float32)
-    for _, raw in raw_cfp_blocks(audio, block_frames):
-        blo, bhi = _log_extrema(log_compress(raw))
-        np.minimum(lo, blo, out=lo)
-        np.maximum(hi, bhi, out=hi)
-    return lo, hi
-
-
-def _streamed_blocks(audio: np.ndarray, lo, hi, block_frames: int, path):
-    """Pass 2: ``(first_frame, normalised CFP block)``, equal to the frames of ``cfp(audio)``."""
-    from hkdsme.evaluate.inference import raw_cfp_blocks
-    from hkdsme.pipeline.cfp import log_compress, scale_
-
-    for a, raw in raw_cfp_blocks(audio, block_frames):
-        v = scale_(log_compress(raw), lo, hi)
-        if not np.all(np.isfinite(v)):
-            raise InputError(path, "features contain NaN/inf")
-        yield a, v
+    return stream.frames_per_block(stream.DEFAULT_BLOCK_S)
 
 
 def compute_track(track, stream_frames: int | None = None):
@@ -114,9 +85,9 @@ def compute_track(track, stream_frames: int | None = None):
         if grid.n_frames(len(audio)) > limit:
             audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(-1))
             bf = _block_frames()
-            lo, hi = _streamed_extrema(audio, bf)
+            lo, hi = stream.streamed_extrema(audio, bf)
             t = grid.n_frames(len(audio))
-            feats = lambda: _streamed_blocks(audio, lo, hi, bf, track.audio_path)  # noqa: E731
+            feats = lambda: stream.normalised_blocks(audio, lo, hi, bf, track.audio_path)  # noqa: E731
         else:
             feats = np.asarray(compute_features(audio), dtype=np.float32)
             t = feats.shape[-1]
@@ -345,7 +316,7 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
                     journal.append(track_id, failed=res["failed"])
                     m["failed"][track_id] = res["failed"]
                     failures.append(res["failed"])
-                    msg = f"skip {res['failed']}"
+                    msg = display(f"skip {res['failed']}")
                     if progress:
                         bar.write(msg)   # keeps the bar intact
                     else:
@@ -360,10 +331,13 @@ def _extract_locked(tracks, out, jobs, backend, force, strict, progress, dataset
         finally:
             close = getattr(results, "close", None)
             if close is not None:
-                close()               # a dask run shuts its cluster down here
+                close()               # a dask run shuts its cluster down here; joblib aborts its workers
             bar.close()
             journal.close()
-            shards.compact_journal(out)
+            shards.compact_journal(out)           # the tracks that finished are kept
+            if signals.received():                # SIGTERM / SIGHUP: no worker left writing, then no temporaries
+                signals.end_workers()
+                _remove_leftovers(out)
 
     entries = m["tracks"].values()
     summary = {

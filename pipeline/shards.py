@@ -164,6 +164,12 @@ def _segment_labels(t: int, bins=None, f0=None, seg_len: int = grid.SEG_LEN) -> 
     }
 
 
+def _text(name) -> str:
+    """``name`` as UTF-8-encodable text for an HDF5 attribute: the bytes of a non-UTF-8 file name (which Python
+    keeps as surrogates) are written as ``\\xNN`` escapes; any other name is unchanged."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: str, audio_path="",
                 feature_hash: str | None = None, dtype=FEATURE_DTYPE, compression=COMPRESSION,
                 compression_opts=None) -> dict:
@@ -185,8 +191,8 @@ def write_shard(path, features, bins=None, f0=None, *, track_id: str, dataset: s
         # with the same inputs gives the same bytes.
         with h5py.File(tmp, "w", track_order=False) as h:
             h.attrs.update({
-                "track_id": track_id, "dataset": dataset, "n_frames": t, "labeled": bins is not None,
-                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": str(audio_path),
+                "track_id": _text(track_id), "dataset": _text(dataset), "n_frames": t, "labeled": bins is not None,
+                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": _text(audio_path),
             })
             h.create_dataset("features", data=seg["features"].astype(dtype), chunks=(1, 3, grid.N_FREQ, grid.SEG_LEN),
                              compression=compression, compression_opts=compression_opts,
@@ -218,8 +224,8 @@ def write_shard_blocks(path, n_frames: int, blocks, bins=None, f0=None, *, track
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=False) as h:
             h.attrs.update({
-                "track_id": track_id, "dataset": dataset, "n_frames": t, "labeled": bins is not None,
-                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": str(audio_path),
+                "track_id": _text(track_id), "dataset": _text(dataset), "n_frames": t, "labeled": bins is not None,
+                "feature_hash": feature_hash or grid.feature_hash(), "audio_path": _text(audio_path),
             })
             d = h.create_dataset("features", shape=(s, 3, grid.N_FREQ, L), dtype=FEATURE_DTYPE,
                                  chunks=(1, 3, grid.N_FREQ, L), compression=COMPRESSION, track_times=False)

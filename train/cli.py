@@ -14,7 +14,8 @@ import os
 
 import click
 
-from hkdsme.pipeline.errors import InputError
+from hkdsme.pipeline.atomic import writable_dir
+from hkdsme.pipeline.errors import InputError, display, os_reason
 
 
 @functools.cache
@@ -78,16 +79,21 @@ def _common(command: str):
 def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: dict):
     from hkdsme.train import config, rundir
 
+    cfg = {"out": overrides.get("out")}
     try:
         base = None
         if resume and overrides.get("out"):
             base = config.load_saved(overrides["out"])
         cfg = config.resolve(command, config_file, overrides, base=base)     # validated (one line per bad value)
         rundir.check_checkpoints(command, cfg)                               # kinds, from metadata only
+        if cfg.get("out"):
+            writable_dir(cfg["out"], "run folder (--out)")                   # a read-only place: before any work
         rundir.prepare_out(cfg, resume=resume, force=force, main=os.environ.get("RANK", "0") == "0")
         metrics = fn(cfg, resume=resume)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
+    except OSError as e:      # a file that cannot be read or written mid-run: the file and the reason, one line
+        raise click.ClickException(f"{e.filename or cfg.get('out')}: {os_reason(e)}") from None
     if metrics and os.environ.get("RANK", "0") == "0":
         click.echo(" ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, float)))
 
@@ -96,6 +102,9 @@ def _run(command: str, fn, config_file, resume: bool, force: bool, overrides: di
 @click.version_option(package_name="hkdsme")
 def main():
     """Train the teacher and distil the student."""
+    from hkdsme.pipeline.signals import terminable
+
+    click.get_current_context().with_resource(terminable())     # SIGTERM / SIGHUP: clean exit 143 / 129, no orphans
     from hkdsme.model import runtime
 
     runtime.keep_freed_memory()     # this process is ours: reuse freed tensor memory (runtime docstring)
@@ -155,7 +164,7 @@ def export(checkpoint, out, dtype):
     try:
         path = export_checkpoint(checkpoint, out, dtype=dtype)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
     click.echo(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
 
 
@@ -171,7 +180,9 @@ def plot(runs, out, labels, title):
     try:
         path = plot_runs(runs, out, labels=labels or None, title=title)
     except (InputError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{out}: cannot write: {os_reason(e)}") from None
     click.echo(f"wrote {path}")
 
 
@@ -202,7 +213,9 @@ def demo(out, jobs):
     try:
         run_demo(out, jobs=jobs, log=click.echo)
     except InputError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or out}: {os_reason(e)}") from None
 
 
 if __name__ == "__main__":

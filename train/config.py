@@ -31,12 +31,28 @@ COMMANDS = ("teacher", "distill")
 def _read(path) -> dict:
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text[1:] if text.startswith("\ufeff") else text)    # a UTF-8 byte-order mark is fine
     except FileNotFoundError:
         raise InputError(path, "config file not found") from None
+    except UnicodeDecodeError as e:      # TOML is UTF-8 (tomllib decodes it strictly)
+        raise InputError(path, f"config is not UTF-8 text ({_encoding_hint(path, e)}); TOML files must be UTF-8: "
+                               "save it as UTF-8") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise InputError(path, f"unreadable config: {e}") from None
+
+
+def _encoding_hint(path: Path, e: UnicodeDecodeError) -> str:
+    """What the bytes look like: UTF-16 (a byte-order mark, e.g. Windows Notepad's "Unicode"), else the first
+    byte that is not UTF-8 and its line."""
+    try:
+        head = path.read_bytes()
+    except OSError:
+        head = b""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "it is UTF-16"
+    line = head[:e.start].count(b"\n") + 1 if head else "?"
+    return f"byte 0x{e.object[e.start]:02x} on line {line}, e.g. Latin-1 or Windows-1252"
 
 
 def defaults(command: str) -> dict:
@@ -153,6 +169,6 @@ def load_saved(run_dir) -> dict | None:
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except ValueError as e:
         raise InputError(p, f"unreadable saved config: {e}") from None
