@@ -22,6 +22,7 @@ from click.testing import CliRunner
 import hkdsme
 from hkdsme.evaluate import files as F
 from hkdsme.evaluate import predict as P
+from hkdsme.evaluate.inference import Predictor
 from hkdsme.model import checkpoint as ck
 from hkdsme.model.student import MSNet
 from hkdsme.pipeline import atomic, audio, grid
@@ -232,7 +233,7 @@ def test_second_writer_of_one_name_refuses(tmp_path, student):
     out = tmp_path / "out"
     rival = out / "song.f0.csv"
     out.mkdir()
-    pred = _RacedPredictor(P.Predictor(student), rival)
+    pred = _RacedPredictor(Predictor(student), rival)
     written, failed = P.predict_files([wav], out_dir=out, predictor=pred, progress=False)
     assert written == {} and "exists" in failed[wav] and "\n" not in failed[wav]
     assert rival.read_text() == "the other run's melody\n"                # never silently replaced
