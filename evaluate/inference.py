@@ -311,8 +311,9 @@ class Predictor:
         return (grid.frame_times(f0.size), f0) + ((conf,) if return_confidence else ())
 
     def predict_audio(self, x, *, path=None, return_confidence: bool = False, return_spectrum: bool = False):
-        """Mono audio at ``self.sr`` (8 kHz; 44.1 kHz for the native front end) → ``(times, f0)``, then the (T,) float32 voicing probability ``1 − p(unvoiced)`` if
-        ``return_confidence``, then the normalised spectrum channel (320, T) if ``return_spectrum``.
+        """Mono audio at ``self.sr`` (8 kHz; 44.1 kHz for the native front end) → ``(times, f0)``, then the (T,)
+        float32 voicing probability ``1 − p(unvoiced)`` if ``return_confidence``, then the normalised spectrum
+        channel (320, T) if ``return_spectrum`` (native: mapped onto the 10 ms grid as the posteriors are).
 
         Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
         """
@@ -373,7 +374,8 @@ class Predictor:
     def _back_native(self, feats, n, want_spec, want_conf):
         """Native CFP → posteriors → the 10 ms grid (``n`` frames) → ``(f0, confidence, spectrum or None)``."""
         from hkdsme.model.decode import bins_from_output, bins_to_hz, f0_from_voicing, voicing_and_pitch
-        from hkdsme.pipeline.cfp_native import to_grid
+
+        to_grid = cfp_native.to_grid
 
         post = to_grid(self.native_posteriors(feats), n)[None]               # (1, 321, n)
         conf = (1.0 - post[0, 0]).astype(np.float32)

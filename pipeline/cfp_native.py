@@ -17,14 +17,15 @@ Tri_f is evaluated on the stretched axis f[j] = 22050·j/11024 Hz, Tri_q at f = 
 f_k = 31·2^(k/60) Hz, k = 1..319 (row 0 is 0) — :func:`hkdsme.pipeline.cfp.filterbanks` at ``sr=44100,
 n_fft=22050``. :func:`cfp_native` normalises each channel over the track: (log1p(raw) − min) / (max − min).
 
-Shared with the 8 kHz CFP: the window, the framing and edge frames (``cfp.frame_blocks``), the filterbanks, the
-numba kernels for |X|² and the sparse filterbanks, the normalisation. Different: N/2 = 11025 is odd, so the two
+Shared with the 8 kHz CFP: the window, the framing and edge frames (``cfp.frame_blocks``), the filterbank
+construction, the powers as exp(g·log) and the normalisation. Different: N/2 = 11025 is odd, so the two
 cosine transforms are scipy's DCT-I (``Re FFT_N`` of a real even sequence of even length N is the DCT-I of its
-first N/2 + 1 values) instead of the 8 kHz code's half-length real FFT. The asymmetric zeroing keeps C[35] but
-zeroes C[N−35], so Re FFT_N(C) sees C with C[35] halved (as in the 8 kHz code, there at n = 6). Everything is
-float64 until the float32 output; the 1/sqrt(N) factors are folded into the filterbank weights.
-Cost: ~0.6 ms per frame on one core (~100 ms of CPU per second of audio); memory (3, 320, T5) float32 =
-3.75 KB per frame, 660 KB per second of audio.
+first N/2 + 1 values) instead of the 8 kHz code's half-length real FFT, and the filterbanks are scipy.sparse
+matrices. The asymmetric zeroing keeps C[35] but zeroes C[N−35], so Re FFT_N(C) sees C with C[35] halved (as in
+the 8 kHz code, there at n = 6); the 1/sqrt(N) factors are folded into the filterbank weights.
+Cost: ~1 ms per frame (6× realtime on a shared 2-core CPU, ~15× the 8 kHz CFP); memory (3, 320, T5) float32 =
+3.75 KB per frame, 660 KB per second of audio. float64 up to the clip of C, float32 after it (as in the 8 kHz
+code): max abs difference to the original code ~1e-7 (docs/msnet_front_end.md).
 """
 from __future__ import annotations
 

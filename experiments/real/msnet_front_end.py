@@ -7,6 +7,9 @@ also checks that the public ``Predictor`` gives the same f0 as this script. Time
 
     python experiments/real/msnet_front_end.py mir1k --out runs/real/msnet_front_end
     python experiments/real/msnet_front_end.py ultrastar --out runs/real/msnet_front_end
+
+``--bandlimit 16000`` adds an arm: the native front end on the audio resampled to 16 kHz and back (MIR-1K's
+bandwidth), to tell the band above 8 kHz from the rest (``--track`` runs only the named tracks).
 """
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ def main():
     ap.add_argument("dataset", choices=sorted(ROOTS))
     ap.add_argument("--out", required=True)
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--track", action="append", help="only this track id (repeatable)")
+    ap.add_argument("--bandlimit", type=int, help="also the native front end on audio band-limited to this rate")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +63,9 @@ def main():
     p8 = Predictor(model="msnet-vocal", front_end="cfp-8k", voicing_threshold=THETA)
     p5 = Predictor(model="msnet-vocal", front_end="native", voicing_threshold=THETA)
     rows = []
-    for k, tr in enumerate(list_tracks(args.dataset, ROOTS[args.dataset], split="validation", limit=args.limit)):
+    tracks = list_tracks(args.dataset, ROOTS[args.dataset], split="validation", limit=args.limit)
+    tracks = [tr for tr in tracks if not args.track or tr.track_id in args.track]
+    for k, tr in enumerate(tracks):
         assert not tr.extra, "a remixed track: its 44.1 kHz audio would not be the 8 kHz one"
         x8 = tr.load_audio()
         x44 = audio.load_audio(tr.audio_path, sr=cfp_native.SR)
@@ -75,6 +82,11 @@ def main():
         n8, n5 = grid.n_frames(x8.size), cfp_native.grid_len(x44.size)
         arms = {"8k": post8, "native-linear": cfp_native.to_grid(post5, n5, "linear"),
                 "native-nearest": cfp_native.to_grid(post5, n5, "nearest")}
+        if args.bandlimit:
+            xb = audio.resample(audio.resample(x44, cfp_native.SR, args.bandlimit), args.bandlimit, cfp_native.SR)
+            xb = np.pad(xb, (0, max(0, x44.size - xb.size)))[:x44.size]
+            postb = p5.native_posteriors(cfp_native.cfp_native(xb))
+            arms[f"native-linear-bl{args.bandlimit // 1000}k"] = cfp_native.to_grid(postb, n5, "linear")
         row = {"track": tr.track_id, "seconds": x44.size / cfp_native.SR, "frames_10ms": [n8, n5],
                "time_s": {"cfp8k": t[1] - t[0], "net8k": t[2] - t[1], "cfp_native": t[3] - t[2],
                           "net_native": t[4] - t[3]}, "scores": {}}
