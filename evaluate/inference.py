@@ -37,6 +37,14 @@ Pipeline for 8 kHz mono ``x`` with ``T = grid.n_frames(len(x))`` frames (frame `
    ``decode="argmax"`` gives the paper's ``k = argmax`` over all 321 rows, ``f0 = 31·2^(k/60)`` Hz, 0 when ``k = 0``.
    The confidence (``return_confidence=True``) is ``1 − p(row 0)`` under either decoder, from the same pass.
 
+Front ends (``front_end``): ``"cfp-8k"``, the pipeline above, for every model; ``"native"``, only for the
+published MSNet vocal network (``model="msnet-vocal"``): its own input, the CFP of 44.1 kHz audio every 256
+samples (:mod:`hkdsme.pipeline.cfp_native`). The network then runs on chunks of up to ``NATIVE_CHUNK`` native
+frames (as its authors ran it), its posteriors over the 321 rows are interpolated linearly in time onto the
+10 ms frame times (:func:`hkdsme.pipeline.cfp_native.to_grid`), and the decoders above read them. The whole
+track's native CFP is held (0.66 MB per second of audio). ``front_end=None``: the checkpoint's
+``extra["front_end"]`` if it has one, else ``"cfp-8k"``.
+
 There is no silent fallback to a random network: without ``checkpoint`` the package's embedded default model
 (:mod:`hkdsme.evaluate.models`) is used, and if it is absent
 :class:`~hkdsme.evaluate.models.NoDefaultModel` says how to get one.
@@ -51,7 +59,7 @@ import numpy as np
 import torch
 
 from hkdsme.model.runtime import autocast
-from hkdsme.pipeline import grid
+from hkdsme.pipeline import cfp_native, grid
 from hkdsme.pipeline.cfp import log_compress, scale_, validate_audio
 from hkdsme.evaluate.files import predict_from_files_to_files  # noqa: F401 (the ladder's third rung)
 from hkdsme.evaluate.models import resolve_checkpoint
@@ -65,6 +73,8 @@ from hkdsme.pipeline.stream import log_extrema as _log_extrema  # noqa: F401
 from hkdsme.pipeline.stream import raw_block as _raw_block  # noqa: F401
 
 DEFAULT_BATCH = None              # segments per forward pass; None = runtime.inference_batch (by measurement)
+FRONT_ENDS = ("cfp-8k", "native")  # the project's 8 kHz CFP; the MSNet vocal network's own 44.1 kHz CFP
+NATIVE_CHUNK = 5120               # native frames per forward pass (the published model's inference code)
 
 
 def _device(device) -> torch.device:
@@ -103,18 +113,34 @@ def _decoder(decode: str, threshold, meta: dict, path) -> tuple[str, float | Non
         raise InputError(path, f"checkpoint metadata: {e}") from None
 
 
+def _front_end(front_end, meta: dict, path) -> str:
+    """The front end: ``front_end`` given > the checkpoint's ``extra["front_end"]`` > ``"cfp-8k"``; ``"native"``
+    only for a checkpoint of the MSNet vocal network (``config["source"] == "msnet-vocal"``)."""
+    stored = (meta.get("extra") or {}).get("front_end")
+    if front_end is None and stored is not None and stored not in FRONT_ENDS:
+        raise InputError(path, f"checkpoint metadata: front_end {stored!r} is not one of {', '.join(FRONT_ENDS)}")
+    fe = front_end if front_end is not None else (stored or "cfp-8k")
+    if fe not in FRONT_ENDS:
+        raise ValueError(f"front_end must be one of {', '.join(FRONT_ENDS)}, got {fe!r}")
+    if fe == "native" and (meta.get("config") or {}).get("source") != "msnet-vocal":
+        raise ValueError(f"front_end='native' is the input of the published MSNet vocal network "
+                         f"(model='msnet-vocal'); {Path(path).name} reads the 8 kHz CFP")
+    return fe
+
+
 class Predictor:
     """A loaded network plus the streaming CFP → f0 pipeline of the module docstring.
 
     ``checkpoint``: a student or teacher checkpoint written by ``model.checkpoint.save_checkpoint`` (its feature
     hash must equal ``grid.feature_hash()``); None → the embedded default model. ``block_s`` / ``max_held_frames``
-    trade memory for speed without changing the result.
+    trade memory for speed without changing the result. ``front_end``: ``"cfp-8k"`` or ``"native"`` (module
+    docstring); the audio this predictor takes is at ``self.sr`` Hz (8000, or 44100 for ``"native"``).
     """
 
     def __init__(self, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, *,
                  block_s: float = DEFAULT_BLOCK_S, max_held_frames: int = MAX_HELD_FRAMES, precision: str = "auto",
                  channels_last: bool | None = None, decode: str = "voicing", voicing_threshold: float | None = None,
-                 model: str | None = None):
+                 model: str | None = None, front_end: str | None = None):
         from hkdsme.model import runtime
         from hkdsme.model.checkpoint import load_checkpoint
 
@@ -142,13 +168,15 @@ class Predictor:
         self.batch_size = (runtime.inference_batch(self.device, self.precision) if batch_size is None
                            else int(batch_size))
         self.decode, self.voicing_threshold = _decoder(decode, voicing_threshold, self.meta, self.checkpoint)
+        self.front_end = _front_end(front_end, self.meta, self.checkpoint)
+        self.sr = cfp_native.SR if self.front_end == "native" else grid.SR
         self.block_frames = _block_frames(block_s)
         self.max_held_frames = int(max_held_frames)
         # what a worker process needs to build the same predictor (evaluate.parallel)
         self.spec = dict(checkpoint=str(self.checkpoint), device=str(self.device), batch_size=self.batch_size,
                          block_s=block_s, max_held_frames=self.max_held_frames, precision=precision,
                          channels_last=self.channels_last, decode=self.decode,
-                         voicing_threshold=self.voicing_threshold)
+                         voicing_threshold=self.voicing_threshold, front_end=self.front_end)
 
     @property
     def kind(self) -> str:
@@ -224,8 +252,9 @@ class Predictor:
         return (grid.frame_times(f0.size), f0) + ((conf,) if return_confidence else ())
 
     def predict_audio(self, x, *, path=None, return_confidence: bool = False, return_spectrum: bool = False):
-        """8 kHz mono audio → ``(times, f0)``, then the (T,) float32 voicing probability ``1 − p(unvoiced)`` if
-        ``return_confidence``, then the normalised spectrum channel (320, T) if ``return_spectrum``.
+        """Mono audio at ``self.sr`` (8 kHz; 44.1 kHz for the native front end) → ``(times, f0)``, then the (T,)
+        float32 voicing probability ``1 − p(unvoiced)`` if ``return_confidence``, then the normalised spectrum
+        channel (320, T) if ``return_spectrum`` (native: mapped onto the 10 ms grid as the posteriors are).
 
         Raises :class:`InputError` naming ``path`` for non-finite, silent or too-short audio.
         """
@@ -234,6 +263,8 @@ class Predictor:
     def _front(self, x, path=None, threads: int | None = None):
         """CPU-only first stage (safe in another thread): checked audio and, up to ``max_held_frames``, its CFP
         (on ``threads`` threads; None = this process's torch threads: nothing else runs meanwhile)."""
+        if self.front_end == "native":
+            return self._front_native(x, path)
         x = check_audio(x, path)
         n = grid.n_frames(x.size)
         threads = torch.get_num_threads() if threads is None and self.device.type == "cpu" else (threads or 1)
@@ -248,7 +279,9 @@ class Predictor:
         ``(times, f0[, confidence][, spectrum])``."""
         x, n, feats, path = front
         try:
-            if feats is not None:
+            if self.front_end == "native":
+                f0, conf, spec = self._back_native(feats, n, want_spec, want_conf)
+            elif feats is not None:
                 (f0, conf), spec = self._decode(feats, want_conf), (feats[0].copy() if want_spec else None)
             else:
                 f0, conf, spec = self._two_pass(x, n, want_spec, want_conf)
@@ -256,6 +289,43 @@ class Predictor:
             raise InputError(path, e.reason) from None
         return (grid.frame_times(n), np.asarray(f0, dtype=np.float64)) + ((conf,) if want_conf else ()) + (
             (spec,) if want_spec else ())
+
+    def _front_native(self, x, path=None):
+        """Checked 44.1 kHz audio, its 10 ms frame count and its normalised native CFP (3, 320, T5)."""
+        x = cfp_native.check_audio(np.asarray(x, dtype=np.float32).reshape(-1), path, reject_silent=True)
+        n = cfp_native.grid_len(x.size)
+        if n < 2:
+            raise InputError(path, f"audio too short: {x.size} samples (< 2 frames of 10 ms)")
+        return x, n, cfp_native.cfp_native(x), path
+
+    def native_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        """Native CFP (3, 320, T5) → the network's posteriors (321, T5) float32 (softmax over rows of channel 0),
+        run on consecutive chunks of up to ``NATIVE_CHUNK`` frames."""
+        t5 = feats.shape[-1]
+        out = np.empty((grid.N_BINS, t5), dtype=np.float32)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for a in range(0, t5, NATIVE_CHUNK):
+            b = min(a + NATIVE_CHUNK, t5)
+            x = torch.from_numpy(np.ascontiguousarray(feats[None, :, :, a:b], dtype=np.float32))
+            with torch.inference_mode(), autocast(self.precision, self.device):
+                logits = self.model(x.to(self.device).contiguous(memory_format=fmt)).logits
+            out[:, a:b] = torch.softmax(logits[0, 0].float(), dim=0).cpu().numpy()
+        return out
+
+    def _back_native(self, feats, n, want_spec, want_conf):
+        """Native CFP → posteriors → the 10 ms grid (``n`` frames) → ``(f0, confidence, spectrum or None)``."""
+        from hkdsme.model.decode import bins_from_output, bins_to_hz, f0_from_voicing, voicing_and_pitch
+
+        to_grid = cfp_native.to_grid
+
+        post = to_grid(self.native_posteriors(feats), n)[None]               # (1, 321, n)
+        conf = (1.0 - post[0, 0]).astype(np.float32)
+        if self.decode == "argmax":
+            f0 = bins_to_hz(bins_from_output(post))
+        else:
+            _, hz = voicing_and_pitch(post, logits=False)
+            f0 = f0_from_voicing(conf, hz, self.voicing_threshold)
+        return f0, (conf if want_conf else None), (to_grid(feats[0], n) if want_spec else None)
 
     def _two_pass(self, x, n, want_spec, want_conf):
         from hkdsme.pipeline.stream import normalised_blocks, streamed_extrema
@@ -280,7 +350,7 @@ class Predictor:
     def _front_file(self, path, threads: int | None = None):
         from hkdsme.pipeline.audio import load_audio, source_path
 
-        return self._front(load_audio(path, sr=grid.SR), source_path(path), threads)
+        return self._front(load_audio(path, sr=self.sr), source_path(path), threads)
 
     def predict_many(self, paths, *, return_confidence: bool = False, return_spectrum: bool = False,
                      prefetch: bool = True, jobs: int = 1):
@@ -324,7 +394,7 @@ class Predictor:
                     yield p, e
 
 
-def _to_8k(audio, sr) -> np.ndarray:
+def _to_rate(audio, sr, rate: int = grid.SR) -> np.ndarray:
     from hkdsme.pipeline.audio import resample, to_float
 
     x = to_float(audio)                  # integer PCM scaled by its full range; bool / object refused
@@ -334,7 +404,7 @@ def _to_8k(audio, sr) -> np.ndarray:
         raise InputError(None, f"audio array must be 1-D (or 2-D multichannel), got shape {x.shape}")
     if sr is None:
         raise ValueError("an audio array needs its sample rate: extract_melody(x, sr=44100)")
-    return resample(x, int(sr), grid.SR)
+    return resample(x, int(sr), rate)
 
 
 def _is_source(audio) -> bool:
@@ -349,17 +419,17 @@ _MAX_PREDICTORS = 4
 
 
 def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing", voicing_threshold=None,
-                      model=None):
+                      model=None, front_end=None):
     """One loaded network per (checkpoint file and mtime, device, batch, precision) per process."""
     path = resolve_checkpoint(checkpoint, model).resolve()
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
         stamp = None                     # missing file: let Predictor raise its own error
-    key = (str(path), stamp, str(device), batch_size, precision, decode, voicing_threshold)
+    key = (str(path), stamp, str(device), batch_size, precision, decode, voicing_threshold, front_end)
     pred = _PREDICTORS.pop(key, None) or Predictor(checkpoint=path, device=device, batch_size=batch_size,
                                                     precision=precision, decode=decode,
-                                                    voicing_threshold=voicing_threshold)
+                                                    voicing_threshold=voicing_threshold, front_end=front_end)
     _PREDICTORS[key] = pred              # most recently used last
     while len(_PREDICTORS) > _MAX_PREDICTORS:
         _PREDICTORS.pop(next(iter(_PREDICTORS)))
@@ -368,7 +438,7 @@ def _cached_predictor(checkpoint, device, batch_size, precision, decode="voicing
 
 def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH,
                    precision: str = "auto", decode: str = "voicing", voicing_threshold: float | None = None,
-                   model: str | None = None, return_confidence: bool = False):
+                   model: str | None = None, return_confidence: bool = False, front_end: str | None = None):
     """Melody of ``audio`` every 10 ms: ``(times, f0)`` float64, f0 in Hz, 0 = unvoiced; with
     ``return_confidence``, ``(times, f0, confidence)``.
 
@@ -387,33 +457,39 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
     The f0 is the same whether or not it is asked for. :func:`hkdsme.apply_voicing_threshold` applies another θ
     afterwards (:func:`hkdsme.model.decode.apply_voicing_threshold`: to lower θ, predict with
     ``voicing_threshold=0``).
+
+    ``front_end``: ``"cfp-8k"`` (the project's 8 kHz CFP) or, with ``model="msnet-vocal"`` only, ``"native"``
+    (the network's own 44.1 kHz CFP; audio resampled to 44.1 kHz instead); None → the checkpoint's choice,
+    else ``"cfp-8k"``. The output is on the 10 ms grid either way.
     """
-    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model, front_end)
     if _is_source(audio):
         if sr is not None:
             raise ValueError("sr is only for array input; a file carries its own sample rate")
         return pred.predict_file(audio, return_confidence=return_confidence)
-    return pred.predict_audio(_to_8k(audio, sr), return_confidence=return_confidence)
+    return pred.predict_audio(_to_rate(audio, sr, pred.sr), return_confidence=return_confidence)
 
 
 def predict(audio, sr, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
             decode: str = "voicing", voicing_threshold: float | None = None,
-            model: str | None = None, return_confidence: bool = False) -> tuple[np.ndarray, ...]:
+            model: str | None = None, return_confidence: bool = False,
+            front_end: str | None = None) -> tuple[np.ndarray, ...]:
     """Melody of the audio array ``audio`` sampled at ``sr`` Hz: ``(times, f0[, confidence])``.
 
-    ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ.
-    Other arguments as :func:`extract_melody`.
+    ``audio``: 1-D, or 2-D ``(n, channels)`` / ``(channels, n)`` (averaged); resampled to 8 kHz with soxr HQ
+    (44.1 kHz for the native front end). Other arguments as :func:`extract_melody`.
     """
     if _is_source(audio):
         raise TypeError("predict() takes an audio array; use predict_from_file() for a path or file object")
-    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
-    return pred.predict_audio(_to_8k(audio, sr), return_confidence=return_confidence)
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model, front_end)
+    return pred.predict_audio(_to_rate(audio, sr, pred.sr), return_confidence=return_confidence)
 
 
 def predict_from_file(path, checkpoint=None, device="cpu", batch_size: int | None = DEFAULT_BATCH, precision: str = "auto",
                       decode: str = "voicing", voicing_threshold: float | None = None,
-                      model: str | None = None, return_confidence: bool = False) -> tuple[np.ndarray, ...]:
+                      model: str | None = None, return_confidence: bool = False,
+                      front_end: str | None = None) -> tuple[np.ndarray, ...]:
     """Melody of the audio file ``path``: ``(times, f0[, confidence])`` (arguments as :func:`extract_melody`);
     :class:`InputError` naming the file if unusable."""
-    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model)
+    pred = _cached_predictor(checkpoint, device, batch_size, precision, decode, voicing_threshold, model, front_end)
     return pred.predict_file(path, return_confidence=return_confidence)

@@ -12,6 +12,9 @@ the reference network's to float rounding (tests/test_msnet_vocal.py).
 Its native input is CFP at 44.1 kHz with a 256-sample hop (5.8 ms); here it reads the project's 8 kHz / 10 ms CFP
 (same three channels in the same order, same 31–1250 Hz axis at 60 bins per octave, same per-track
 log(1 + x) then min–max normalisation), which is what lets it run on the project's caches and act as a teacher.
+The native front end is :mod:`hkdsme.pipeline.cfp_native` (``front_end="native"`` in predict: the posteriors are
+interpolated onto the 10 ms grid); docs/msnet_front_end.md compares the two (native: better on real band mixes,
+worse on MIR-1K, 2.4× slower), and the 8 kHz CFP stays the default.
 
 Warm-starting a 4-class student from it (:func:`melody_to_harmonic`): every trunk tensor is copied; the two
 output convolutions (``bottom``, ``up_conv1``), which have one output channel here and four in the harmonic

@@ -50,9 +50,6 @@ TC_IDX = int(round(SR / FMAX))                  # 6: cepstral bins zeroed at eac
 FC_IDX = int(round(FMIN / (SR / N_FFT)))        # 16: GCoS bins zeroed at each end
 BLOCK = 32                                      # frames per block (B=16..64 measured equal)
 
-_TAPS = WIN - 2                                 # an interior frame uses 766 samples
-_LH = (WIN - 1) // 2                            # 383
-
 
 SILENCE_PEAK = 2.0 ** -24                       # below 24-bit resolution: nothing to normalise
 
@@ -112,25 +109,27 @@ def _to_csr(rows: list[tuple[np.ndarray, np.ndarray]], scale: float):
 
 
 @functools.lru_cache(maxsize=None)
-def filterbanks(scale_spec: float = 1.0, scale_quef: float = 1.0):
+def filterbanks(scale_spec: float = 1.0, scale_quef: float = 1.0, sr: int = SR, n_fft: int = N_FFT):
     """Sparse (CSR) triangle filterbanks: ``(spectral, quefrency)``, each ``(indptr, indices, weights)``.
 
     Spectral: 320 rows over 626 bins evaluated on the stretched axis f[j] = 4000·j/1999 Hz (quirk 3);
     a triangle narrower than a bin puts weight 1 on bin round(f_{i-1}/2). Quefrency: 320 rows over 259
     bins evaluated at f = 8000/n for n = round(8000/f_{i+1}) .. round(8000/f_{i-1}) (quirk 5). Row 0 is empty.
-    Weights are multiplied by ``scale_*`` (used to fold the 1/sqrt(N) factors in).
+    Weights are multiplied by ``scale_*`` (used to fold the 1/sqrt(N) factors in). ``sr`` / ``n_fft`` give the
+    same construction at another rate (``cfp_native``: 44100 / 22050, axis f[j] = 22050·j/11024 Hz, 1424
+    quefrency bins); the defaults are this module's 8 kHz CFP.
     """
     cf = center_freqs()
-    fr = SR / N_FFT
-    f_lin = SR * np.linspace(0.0, 0.5, N_FFT // 2)[:N_SPEC]
+    fr = sr / n_fft
+    f_lin = sr * np.linspace(0.0, 0.5, n_fft // 2)[:int(round(FMAX / fr)) + 1]
     with np.errstate(divide="ignore"):
-        f_q = SR / np.arange(N_QUEF, dtype=np.float64)
+        f_q = sr / np.arange(int(round(sr / FMIN)) + 1, dtype=np.float64)
     empty = (np.zeros(0, np.int64), np.zeros(0))
     spec, quef = [empty], [empty]
     for i in range(1, len(cf) - 1):
         lo, hi = int(round(cf[i - 1] / fr)), int(round(cf[i + 1] / fr)) + 1
         spec.append((np.array([lo]), np.ones(1)) if lo >= hi - 1 else _triangles(cf, f_lin, lo, hi, i))
-        quef.append(_triangles(cf, f_q, int(round(SR / cf[i + 1])), int(round(SR / cf[i - 1])) + 1, i))
+        quef.append(_triangles(cf, f_q, int(round(sr / cf[i + 1])), int(round(sr / cf[i - 1])) + 1, i))
     return _to_csr(spec, scale_spec), _to_csr(quef, scale_quef)
 
 
@@ -146,23 +145,60 @@ def filterbank_matrices() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=None)
-def _window() -> np.ndarray:
-    """Symmetric 768-point Blackman-Harris window h (float64): ``Σ_k a_k cos(k·φ_n)``, ``φ = linspace(−π, π, 768)``,
-    ``a = (0.35875, 0.48829, 0.14128, 0.01168)``, summed in the order of ``scipy.signal.windows.blackmanharris``
-    (equal to it bit for bit, tests/test_cfp.py) without importing scipy.signal (0.7 s per process)."""
-    fac = np.linspace(-np.pi, np.pi, WIN)
-    w = np.zeros(WIN)
+def _window(win: int = WIN) -> np.ndarray:
+    """Symmetric ``win``-point (768) Blackman-Harris window h (float64): ``Σ_k a_k cos(k·φ_n)``,
+    ``φ = linspace(−π, π, win)``, ``a = (0.35875, 0.48829, 0.14128, 0.01168)``, summed in the order of
+    ``scipy.signal.windows.blackmanharris`` (equal to it bit for bit, tests/test_cfp.py) without importing
+    scipy.signal (0.7 s per process)."""
+    fac = np.linspace(-np.pi, np.pi, win)
+    w = np.zeros(win)
     for k, a in enumerate((0.35875, 0.48829, 0.14128, 0.01168)):
         w += a * np.cos(k * fac)
     return w
 
 
-def _edge_frame(x: np.ndarray, ti: int) -> np.ndarray:
+def _edge_frame(x: np.ndarray, ti: int, win: int = WIN) -> np.ndarray:
     """Taps of a frame truncated by the signal edges (quirk 2), placed from index 0, renormalised."""
-    h = _window()
-    tau = np.arange(-min(_LH, ti - 1), min(_LH, len(x) - ti))
-    taps = h[(_LH - 1 + tau) % WIN]
+    h, lh = _window(win), (win - 1) // 2
+    tau = np.arange(-min(lh, ti - 1), min(lh, len(x) - ti))
+    taps = h[(lh - 1 + tau) % win]
     return x[ti - 1 + tau] * (taps / np.linalg.norm(taps))
+
+
+def frame_blocks(x: np.ndarray, n_frames: int, hop: int = HOP, win: int = WIN, n_fft: int = N_FFT,
+                 block: int = BLOCK):
+    """Yield ``(t0, frames)``: frames ``t0 .. t0+B-1`` of ``x`` as a (B, n_fft) float64 array, windowed taps
+    from column 0 and zeros after (|FFT| ignores the circular shift of the original's placement).
+
+    Frame i is centred on the 1-based sample ti = hop·(i+1) and uses x[ti-1+τ], τ = −L … L−1, L = (win−1)//2
+    (2L taps: quirk 1, the first tap is h[win−1]); frames cut by the signal edges keep the taps inside it,
+    renormalised (quirk 2). The same array may be reused by the next block: consume it before resuming.
+    """
+    lh = (win - 1) // 2
+    taps_n = 2 * lh
+    n = len(x)
+    centres = hop * (np.arange(n_frames) + 1)                       # 1-based centre samples ti
+    # frames with all 2L taps form one contiguous range [i_lo, i_hi); the others are edge frames
+    interior = np.flatnonzero((centres - 1 >= lh) & (n - centres >= lh))
+    i_lo, i_hi = (int(interior[0]), int(interior[-1]) + 1) if interior.size else (0, 0)
+    h = _window(win)
+    hw = np.concatenate(([h[-1]], h[:taps_n - 1]))                  # quirk 1: first tap is h[win-1]
+    hw = hw / np.linalg.norm(hw)
+    # row i of `framed` is x[ti-L-1 : ti+L-1] for interior frame i_lo + i (0-based start hop(i+1) - L - 1)
+    framed = np.lib.stride_tricks.sliding_window_view(x, taps_n)[hop * (i_lo + 1) - lh - 1::hop] \
+        if i_hi > i_lo else None
+    buf = np.zeros((min(block, n_frames), n_fft))                   # zero padding after the taps stays 0
+    for t0 in range(0, n_frames, block):
+        t1 = min(t0 + block, n_frames)
+        frames = buf if t1 - t0 == len(buf) else np.zeros((t1 - t0, n_fft))
+        a, b = max(t0, i_lo), min(t1, i_hi)
+        if b > a:
+            np.multiply(framed[a - i_lo:b - i_lo], hw, out=frames[a - t0:b - t0, :taps_n])
+        for i in [*range(t0, min(t1, i_lo)), *range(max(t0, i_hi), t1)]:
+            taps = _edge_frame(x, int(centres[i]), win)
+            frames[i - t0, :taps_n] = 0.0
+            frames[i - t0, :len(taps)] = taps
+        yield t0, frames
 
 
 @functools.lru_cache(maxsize=None)
@@ -319,35 +355,12 @@ def cfp_raw(x, sr: int = SR, block: int = BLOCK) -> np.ndarray:
     too-short (< 2 frames) input.
     """
     x = np.ascontiguousarray(validate_audio(x, sr), dtype=np.float32)
-    n = len(x)
-    n_frames = grid.n_frames(n)
-    centres = HOP * (np.arange(n_frames) + 1)                       # 1-based centre samples ti
-    # frames with the full 766 taps form one contiguous range [i_lo, i_hi); the others are edge frames
-    interior = np.flatnonzero((centres - 1 >= _LH) & (n - centres >= _LH))
-    i_lo, i_hi = (int(interior[0]), int(interior[-1]) + 1) if interior.size else (0, 0)
+    n_frames = grid.n_frames(len(x))
     (sp_ptr, sp_idx, sp_w), (q_ptr, q_idx, q_w) = filterbanks()
     gc_scale = N_FFT ** -0.3                                         # C^0.6 = (sqrt(N)·C)^0.6 · N^-0.3
     fb = ((sp_ptr, sp_idx, sp_w), sp_w * N_FFT ** -0.8, (q_ptr, q_idx, q_w * gc_scale))
-
-    h = _window()
-    hw = np.concatenate(([h[-1]], h[:_TAPS - 1]))                   # quirk 1: first tap is h[767]
-    hw = hw / np.linalg.norm(hw)
-    # row i of `framed` is x[ti-384 : ti+382] for interior frame i_lo + i (0-based start 80(i+1) - 384)
-    framed = np.lib.stride_tricks.sliding_window_view(x, _TAPS)[HOP * (i_lo + 1) - _LH - 1::HOP] \
-        if i_hi > i_lo else None
-
     out = np.empty((3, len(sp_ptr) - 1, n_frames), np.float32)
-    buf = np.zeros((min(block, n_frames), N_FFT))                   # zero padding after column 766 stays 0
-    for t0 in range(0, n_frames, block):
-        t1 = min(t0 + block, n_frames)
-        frames = buf if t1 - t0 == len(buf) else np.zeros((t1 - t0, N_FFT))
-        a, b = max(t0, i_lo), min(t1, i_hi)
-        if b > a:
-            np.multiply(framed[a - i_lo:b - i_lo], hw, out=frames[a - t0:b - t0, :_TAPS])
-        for i in [*range(t0, min(t1, i_lo)), *range(max(t0, i_hi), t1)]:
-            taps = _edge_frame(x, int(centres[i]))
-            frames[i - t0, :_TAPS] = 0.0
-            frames[i - t0, :len(taps)] = taps
+    for t0, frames in frame_blocks(x, n_frames, block=block):      # 766 taps of x per 10 ms frame
         _block(frames, out, t0, fb)
     return out
 
