@@ -85,6 +85,7 @@ def check_checkpoints(command: str, cfg: dict) -> None:
     if init:
         meta = read_meta(init, expected_kind=kind)
         want = 4 if cfg.get("harmonic", True) else 1
-        if meta["n_classes"] != want and meta["n_classes"] != 1:   # a melody-only net warm-starts channel 0
+        melody_into_student = kind == "student" and meta["n_classes"] == 1   # MSNet vocal → channel 0
+        if meta["n_classes"] != want and not melody_into_student:
             raise InputError(init, f"--init checkpoint has {meta['n_classes']} output classes, this run trains "
                                    f"{want} ({'--harmonic' if want == 4 else '--no-harmonic'})")
