@@ -331,8 +331,10 @@ def test_init_without_projector_heads_starts_a_run_with_fresh_heads(data, tmp_pa
                                        heads=False))
     back.fit()                                                  # heads → --no-heads: the trunk only
     assert _logged(back, "initialised from") and any("left out (--no-heads)" in s for s in back.log_lines)
-    bad = build_model("student", n_classes=1, heads=False)
-    wrong = save_checkpoint(tmp_path / "one.pt", bad, kind="student", config={}, feature_hash=grid.feature_hash())
-    with pytest.raises(InputError, match="output classes"):
-        from hkdsme.train import rundir
-        rundir.check_checkpoints("distill", _student_cfg(data, tmp_path / "x", init=str(wrong)))
+    from hkdsme.train import rundir
+
+    melody = build_model("student", n_classes=1, heads=False)
+    one = save_checkpoint(tmp_path / "one.pt", melody, kind="student", config={}, feature_hash=grid.feature_hash())
+    rundir.check_checkpoints("distill", _student_cfg(data, tmp_path / "x", init=str(one)))   # melody → channel 0
+    with pytest.raises(InputError, match="output classes"):     # a harmonic net cannot start a melody-only run
+        rundir.check_checkpoints("distill", _student_cfg(data, tmp_path / "y", init=str(init), harmonic=False))
