@@ -161,3 +161,31 @@ def test_run_with_an_ensemble_teacher_and_a_melody_warm_start(tmp_path):
     r = CliRunner().invoke(main, ["run", "--teacher", f"{m}+{m}", "--labeled", str(lab), "--out",
                                   str(tmp_path / "r2"), "--epochs", "1"])
     assert r.exit_code != 0 and "no member has the 4-class harmonic output" in r.output
+
+
+def test_pool_teacher_fills_the_unlabeled_sets_only(tmp_path):
+    from hkdsme.train.dataset import ShardDataset
+
+    t, m = _tiny_checkpoints(tmp_path)
+    lab = write_cache(tmp_path / "lab", n_tracks=2, frames=(64,), seed=2)
+    unl = write_cache(tmp_path / "unl", n_tracks=1, frames=(64,), seed=3, labeled=False)
+    run = tmp_path / "run"
+    pool = f"{t}*0.5+{m}*0.5"
+    r = CliRunner().invoke(main, ["run", "--teacher", str(t), "--pool-teacher", pool, "--labeled", str(lab),
+                                  "--unlabeled", str(unl), "--out", str(run), "--epochs", "1", "--batch", "2",
+                                  "--max-steps-per-epoch", "1", "--precision", "fp32", "--no-hcr"])
+    assert r.exit_code == 0, r.output
+    teacher, _ = load_checkpoint(t)
+    fused = load_ensemble(pool)
+    with h5py.File(run / "teacher_cache.h5", "r") as h:
+        assert h.attrs["pool_teacher_hash"] == ensemble_key(pool)
+        got_l, got_u = torch.from_numpy(h["labeled"][0]).float(), torch.from_numpy(h["unlabeled"][0]).float()
+    x_l = ShardDataset([lab], labeled=True).__getitems__([0])["x"]
+    x_u = ShardDataset([unl], labeled=False).__getitems__([0])["x"]
+    with torch.no_grad():
+        want_l, want_u = teacher(x_l).logits[0], fused(x_u).logits[0]
+    # float16 storage (11 significant bits): the stored logits are the teacher's for the labeled set and the
+    # fused log-posteriors for the pool, which are far apart (log p ≈ −5.8 for these untrained nets, raw logits ≈ 0)
+    assert torch.allclose(got_l, want_l, rtol=2e-3, atol=2e-3)
+    assert torch.allclose(got_u, want_u, rtol=2e-3, atol=2e-3)
+    assert (got_u - teacher(x_u).logits[0].detach()).abs().max() > 1.0

@@ -122,7 +122,9 @@ def teacher(config_file, resume, force, data, **kw):
 
 
 @main.command()
-@click.option("--teacher", help="teacher checkpoint, or 'random' (untrained, as the official code)")
+@click.option("--teacher", help="teacher checkpoint, an ensemble 'A.pt*w+B.pt*w', or 'random' (untrained, as the "
+              "official code)")
+@click.option("--pool-teacher", help="another teacher (checkpoint or ensemble) for the --unlabeled sets only")
 @click.option("--labeled", multiple=True, type=click.Path(), help="labeled cache (repeatable)")
 @click.option("--unlabeled", multiple=True, type=click.Path(), help="unlabeled cache for HCR (repeatable)")
 @_opt("distill")("--hcr/--no-hcr", key="hcr", default=None, help="pseudo-label selection (HCR)")

@@ -91,8 +91,9 @@ class DistillTrainer(Trainer):
             self._check_teacher()            # fail on a bad checkpoint before any training
 
     # ---- teacher cache
-    def _load_teacher(self):
-        spec = self.cfg["teacher"]
+    def _load_teacher(self, spec: str | None = None):
+        """``(network, hash for the cache key)`` of ``spec`` (default: ``--teacher``)."""
+        spec = self.cfg["teacher"] if spec is None else spec
         if spec == "random":
             torch.manual_seed(int(self.cfg["seed"]))
             return build_model("teacher", n_classes=4), f"random-{self.cfg['seed']}"
@@ -102,11 +103,11 @@ class DistillTrainer(Trainer):
         return model, file_hash(spec)
 
     def _check_teacher(self):
-        spec = self.cfg["teacher"]
-        if is_ensemble_spec(spec):
-            load_ensemble(spec, expected_feature_hash=self.feature_hash)
-        elif spec != "random":
-            load_checkpoint(spec, expected_feature_hash=self.feature_hash, map_location="cpu")
+        for spec in (self.cfg["teacher"], self.cfg.get("pool_teacher") or "random"):
+            if is_ensemble_spec(spec):
+                load_ensemble(spec, expected_feature_hash=self.feature_hash)
+            elif spec != "random":
+                load_checkpoint(spec, expected_feature_hash=self.feature_hash, map_location="cpu")
 
     def _cache_key(self, teacher_hash: str) -> dict:
         return {"feature_hash": self.feature_hash, "teacher_hash": teacher_hash,
@@ -123,6 +124,12 @@ class DistillTrainer(Trainer):
             rng = torch.get_rng_state()              # filling the cache must not shift the run's randomness
             teacher, th = self._load_teacher()
             key = self._cache_key(th)
+            pool = None
+            if self.cfg.get("pool_teacher") and self.unl is not None:
+                # another teacher for the unlabeled pool (e.g. fused posteriors that suit real music but not the
+                # labeled corpus); its identity joins the cache key
+                pool, ph = self._load_teacher(self.cfg["pool_teacher"])
+                key["pool_teacher_hash"] = ph
             if cache_matches(path, key):
                 self.log(f"reusing teacher logits {path}")
             else:
@@ -134,12 +141,15 @@ class DistillTrainer(Trainer):
                 if t_cl:
                     teacher = teacher.to(memory_format=torch.channels_last)
                 sets = {"labeled": self.lab, **({"unlabeled": self.unl} if self.unl is not None else {})}
+                if pool is not None:
+                    pool = pool.to(self.device, memory_format=torch.channels_last if t_cl else torch.contiguous_format)
+                    teacher = {"labeled": teacher, "unlabeled": pool}
                 with torch.inference_mode():
                     donors = sorted(p for p in path.parent.glob("*.h5") if p != path)   # e.g. other ablations'
                     build_teacher_cache(path, teacher, sets, key, device=self.device, precision=self.precision,
                                         batch=int(self.cfg["teacher_batch"]), train_mode=self.cfg["faithful"],
                                         channels_last=t_cl, donors=donors, log=self.log)
-            del teacher
+            del teacher, pool
             torch.set_rng_state(rng)
         ddp.barrier(self.info)
         return path

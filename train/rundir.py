@@ -60,27 +60,10 @@ def prepare_out(cfg: dict, *, resume: bool, force: bool, main: bool = True) -> N
 def check_checkpoints(command: str, cfg: dict) -> None:
     """Kinds (and, for ``--init``, output shape) of the checkpoints a run will read; InputError naming the file."""
     kind = KIND_OF[command]
-    teacher = cfg.get("teacher") or ""
-    if command == "distill" and cfg.get("kd") and teacher and teacher != "random":
-        from hkdsme.model.ensemble import is_ensemble_spec, parse_spec
-
-        if is_ensemble_spec(teacher):
-            # members of any kind (e.g. ftanet + the one-channel MSNet vocal); the harmonic channels need one
-            # member with the 4-class output
-            try:
-                members = parse_spec(teacher)
-            except ValueError as e:
-                raise InputError(None, str(e)) from None
-            if max(read_meta(p)["n_classes"] for p, _ in members) != 4:
-                raise InputError(None, f"ensemble teacher {teacher!r}: no member has the 4-class harmonic output")
-        elif cfg.get("student_teacher"):
-            # any network with the 4-class harmonic output can teach (e.g. the best supervised student)
-            meta = read_meta(teacher)
-            if meta["n_classes"] != 4:
-                raise InputError(teacher, f"a teacher needs the 4-class harmonic output, this checkpoint has "
-                                          f"{meta['n_classes']}")
-        else:
-            read_meta(teacher, expected_kind="teacher")
+    if command == "distill" and cfg.get("kd"):
+        for spec in (cfg.get("teacher") or "", cfg.get("pool_teacher") or ""):
+            if spec and spec != "random":
+                _check_teacher_spec(spec, bool(cfg.get("student_teacher")))
     init = cfg.get("init") or ""
     if init:
         meta = read_meta(init, expected_kind=kind)
@@ -89,3 +72,25 @@ def check_checkpoints(command: str, cfg: dict) -> None:
         if meta["n_classes"] != want and not melody_into_student:
             raise InputError(init, f"--init checkpoint has {meta['n_classes']} output classes, this run trains "
                                    f"{want} ({'--harmonic' if want == 4 else '--no-harmonic'})")
+
+
+def _check_teacher_spec(teacher: str, student_teacher: bool) -> None:
+    """A teacher checkpoint, any 4-class checkpoint with ``student_teacher``, or an ensemble spec whose members
+    (of any kind, e.g. ftanet + the one-channel MSNet vocal) include one with the 4-class harmonic output."""
+    from hkdsme.model.ensemble import is_ensemble_spec, parse_spec
+
+    if is_ensemble_spec(teacher):
+        try:
+            members = parse_spec(teacher)
+        except ValueError as e:
+            raise InputError(None, str(e)) from None
+        if max(read_meta(p)["n_classes"] for p, _ in members) != 4:
+            raise InputError(None, f"ensemble teacher {teacher!r}: no member has the 4-class harmonic output")
+    elif student_teacher:
+        # any network with the 4-class harmonic output can teach (e.g. the best supervised student)
+        meta = read_meta(teacher)
+        if meta["n_classes"] != 4:
+            raise InputError(teacher, f"a teacher needs the 4-class harmonic output, this checkpoint has "
+                                      f"{meta['n_classes']}")
+    else:
+        read_meta(teacher, expected_kind="teacher")

@@ -152,7 +152,8 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
                         flush_s: float = 60.0) -> Path:
     """Write ``teacher``'s logits (float16) for every segment of each dataset in ``sets`` to ``path``.
 
-    ``sets``: ``{name: ShardDataset}`` → dataset ``name`` of shape (N, C, 321, 64). ``key`` is stored as
+    ``sets``: ``{name: ShardDataset}`` → dataset ``name`` of shape (N, C, 321, 64). ``teacher``: one network for
+    every set, or ``{name: network}`` (e.g. another teacher for the unlabeled pool). ``key`` is stored as
     attributes; :func:`cache_matches` compares it on reuse. Each dataset's stored bytes get a checksum
     (attribute ``checksum_<name>``, see :func:`cache_checksums`). Non-finite logits are refused (``InputError``
     naming the segment's shard) instead of being stored.
@@ -177,12 +178,14 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
         elif log and any(done.values()):
             log(f"teacher logits: continuing {work} (" + ", ".join(f"{n} from row {r} of {len(sets[n])}"
                                                                  for n, r in done.items()) + ")")
-        teacher.train(train_mode)
+        teachers = {name: teacher[name] if isinstance(teacher, dict) else teacher for name in sets}
+        for t in teachers.values():
+            t.train(train_mode)
         try:
             with h5py.File(work, "a") as h:
                 h.attrs.update(key)
                 for name, ds in sets.items():
-                    _fill(h, name, ds, done.get(name, 0), teacher, key, path, device=device, precision=precision,
+                    _fill(h, name, ds, done.get(name, 0), teachers[name], key, path, device=device, precision=precision,
                           batch=batch, channels_last=channels_last, progress=progress, donors=donors, log=log,
                           flush_s=flush_s)
                 h.attrs["complete"] = True
@@ -191,7 +194,8 @@ def build_teacher_cache(path, teacher, sets: dict, key: dict, *, device, precisi
             work.unlink(missing_ok=True)             # a teacher defect: its rows are not worth keeping
             raise
         finally:
-            teacher.eval()
+            for t in teachers.values():
+                t.eval()
     return path
 
 
