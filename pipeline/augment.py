@@ -11,7 +11,7 @@ processes and Python versions). ``render_variant`` applies, in this order:
 3. **cross-mix** (prob ``crossmix_prob``): the accompaniment of ANOTHER clip of the same track list (chosen when
    the list is expanded, ``augment_tracks``), looped / cropped to the voice's length.
 4. **voice-to-accompaniment ratio** (prob ``var_prob``): ``20 log10(g·rms(voice)/rms(acc))`` uniform in
-   ``var_db_range``; the mix is ``0.5 · (acc + g · voice)`` as in ``datasets._remix_voice``.
+   ``var_db_range``; the mix is ``0.5 · (acc + g · voice)`` as in ``datasets.core.remix_voice``.
 5. **effects on the mix**, each with its own probability: high-pass, low-pass, peak EQ, reverb, compression
    (pedalboard, C++), additive white/pink noise at an SNR, MP3 round trip (pedalboard ``MP3Compressor``, LAME
    VBR). Every transform keeps the length exactly (checked), so labels stay aligned; the mix is scaled down

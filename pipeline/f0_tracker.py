@@ -225,12 +225,12 @@ def write_f0_csv(path, times, f0, confidence) -> Path:
 
 def read_f0_csv(path):
     """``(times_s, f0_hz, confidence)`` float64 of a label file; ``InputError(path, ...)`` if unusable."""
-    from hkdsme.pipeline.datasets import _parse_table
+    from hkdsme.pipeline.datasets.core import read_table
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "label file not found")
-    tab = _parse_table(path, min_cols=3, skip_header=True)
+    tab, _ = read_table(path, 3, header=True)
     if tab.shape[0] == 0:
         raise InputError(path, "label file has no rows")
     t, f, c = tab[:, 0], tab[:, 1], tab[:, 2]

@@ -64,7 +64,7 @@ def list_provoices(root: Path, split, labels=None, accomp=()) -> list[Track]:
 
 
 def read_f0(tr: Track):
-    """``(times_s, f0_hz)`` of a provoices label file (``datasets._F0_READERS``)."""
+    """``(times_s, f0_hz)`` of a provoices label file (its f0 reader in the :mod:`hkdsme.pipeline.datasets` registry)."""
     t, f, _ = read_f0_csv(tr.label_path)
     return t, f
 

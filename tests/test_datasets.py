@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from hkdsme.pipeline import audio as audio_io
 from hkdsme.pipeline import datasets as D
 from hkdsme.pipeline.errors import InputError
 
@@ -66,7 +67,7 @@ def test_mir1k_f0_and_audio(mir1k):
     y = tr.load_audio()
     assert y.dtype == np.float32 and y.shape == (1600,)
     x, _ = sf.read(tr.audio_path)
-    ref = D.audio_io.resample(x.mean(axis=1).astype(np.float32), 16000, 8000)
+    ref = audio_io.resample(x.mean(axis=1).astype(np.float32), 16000, 8000)
     np.testing.assert_allclose(y, ref, atol=1e-6)
 
 
@@ -384,3 +385,28 @@ def test_unlabeled_duplicate_ids_refused_naming_both_files(tmp_path):
     assert "\n" not in msg and "duplicate track id 'a__b'" in msg and "a/b.wav" in msg and "a__b.wav" in msg
     (tmp_path / "a__b.wav").rename(tmp_path / "c.wav")
     assert [t.track_id for t in D.list_tracks("unlabeled", tmp_path)] == ["a__b", "c"]
+
+
+def test_label_table_reader(tmp_path):
+    """core.read_table (mir_eval.io.load_delimited): mixed separators, blank lines, a header, extra columns
+    ignored, each row's line number; bad rows named by line."""
+    from hkdsme.pipeline.datasets.core import read_table
+
+    p = tmp_path / "t.csv"
+    p.write_text("time,f0,conf\r\n\r\n0.01\t100, 0.5 extra\r\n ,0.02  , 110,1,\r\n\n0.03 0 0\r\n")
+    tab, lines = read_table(p, 2, header=True)
+    assert tab.tolist() == [[0.01, 100.0], [0.02, 110.0], [0.03, 0.0]] and lines == [3, 4, 6]
+    assert read_table(p, 3, header=True)[0][:, 2].tolist() == [0.5, 1.0, 0.0]
+    with pytest.raises(InputError, match="line 1: cannot parse 'time,f0,conf'") as e:
+        read_table(p, 2)                                      # no header expected: the names are a bad row
+    assert e.value.path == p
+    p.write_text("60 1\n\n61\n")                              # one column: a row's further fields are ignored
+    tab, lines = read_table(p, 1)
+    assert tab.tolist() == [[60.0], [61.0]] and lines == [1, 3]
+    with pytest.raises(InputError, match=r"line 3: cannot parse '61' \(expected 2 columns, got 1\)"):
+        read_table(p, 2)
+    p.write_text("0 1\n0.5 x\n")
+    with pytest.raises(InputError, match=r"line 2: .*\(not a number\)"):
+        read_table(p, 2)
+    p.write_text("time f0\n")
+    assert read_table(p, 2, header=True)[0].shape == (0, 2)
