@@ -4,7 +4,8 @@
 # vocal (W = 0.5, the best real-mix dev score of the fusion table in docs/results.md) teach on the real-music pool
 # (the 12 UltraStar train songs + the 13 unlabeled songs), where HCR picks the pseudo-labels. HKDSME's loss
 # (CE + CGL + projector CGL + KL), 4 x 100 steps from `hkdsme`, lr 3e-4 cosine.
-# Caches: experiments/mir1k/rebuild_caches.sh, experiments/real/build_provoices.sh, the UltraStar pool (cpu_ens.sh).
+# Caches: experiments/mir1k/rebuild_caches.sh, experiments/real/build_provoices.sh, and the UltraStar pool:
+#   hkd-prep extract --dataset unlabeled --root <folder of the 12 UltraStar train songs' audio.ogg> --out data_cache/ultrastar-pool
 #   bash experiments/real/cpu_pool.sh [--resume]
 set -euo pipefail
 C=data_cache
