@@ -12,6 +12,7 @@ pipe is gone, follow by themselves. Further signals during that cleanup are igno
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -65,7 +66,11 @@ def end_workers(timeout: float = 5.0) -> None:
     for p in children:
         p.join(timeout)
         if p.is_alive():
-            p.kill()
+            # os.kill, not p.kill(): loky's Popen has terminate() but no kill()
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, TypeError):
+                pass
             p.join(1.0)
 
 

@@ -190,6 +190,30 @@ def test_sigterm_ends_predict_workers_and_keeps_finished_files(tmp_path):
         assert len(f.read_text().splitlines()) == 1 + grid.n_frames(8 * 8000)          # header + every frame
 
 
+def _ignore_sigterm_and_wait():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(60)
+
+
+def test_end_workers_kills_a_child_that_ignores_sigterm_even_without_popen_kill():
+    # loky's Popen has terminate() but no kill(): the SIGKILL step must not rely on it
+    import multiprocessing
+
+    from hkdsme.pipeline import signals
+
+    p = multiprocessing.get_context("fork").Process(target=_ignore_sigterm_and_wait)
+    p.start()
+    try:
+        time.sleep(0.3)                         # let it install SIG_IGN
+        p._popen.kill = None                    # as loky's Popen: no usable kill()
+        signals.end_workers(timeout=0.5)
+        p.join(2.0)
+        assert not p.is_alive() and p.exitcode == -signal.SIGKILL
+    finally:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+
+
 @needs_proc
 def test_sighup_ends_extract_workers_keeps_finished_tracks(tmp_path):
     from hkdsme.pipeline.synthetic import write_dataset
