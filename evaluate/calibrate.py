@@ -65,3 +65,55 @@ def calibrate_checkpoint(checkpoint, caches, *, write: bool = False, device="cpu
         save_checkpoint(checkpoint, net, kind=meta["kind"], config=meta.get("config") or {},
                         feature_hash=meta["feature_hash"], metrics=meta.get("metrics"), extra=extra)
     return res
+
+
+def calibrate_int8(checkpoint, audio, *, write: bool = False, segments_per_file: int = 64,
+                   progress: bool | None = None) -> dict:
+    """Measure the activation ranges of ``checkpoint``'s int8 network (:func:`hkdsme.model.int8.calibrate`) on
+    the normalised CFP of the audio files ``audio`` (real music: the ranges should cover what users will feed);
+    up to ``segments_per_file`` 64-frame segments per file, evenly spread. ``write=True`` stores the result in
+    the checkpoint (``extra["int8"]``, atomic rewrite; the fp32 weights are unchanged, so fp32 output is too).
+    Returns the calibration dict. A file that cannot be read is an :class:`InputError` naming it."""
+    import sys
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from hkdsme.evaluate.inference import Predictor
+    from hkdsme.model import int8
+    from hkdsme.model.checkpoint import load_checkpoint, save_checkpoint
+    from hkdsme.pipeline import grid
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    audio = list(audio)
+    if not audio:
+        raise ValueError("give at least one audio file to calibrate on")
+    model, meta = load_checkpoint(checkpoint, expected_feature_hash=grid.feature_hash())
+    if meta.get("kind") != "student":
+        raise ValueError(f"{Path(checkpoint).name}: int8 is for the student network, this is a {meta.get('kind')}")
+    pred = Predictor(checkpoint, precision="fp32", front_end="cfp-8k")
+
+    def batches():
+        for path in tqdm(audio, desc="int8 calibration", unit="file", disable=not progress):
+            _, n, feats, _ = pred._front_file(path)
+            if feats is None:
+                raise ValueError(f"{path}: longer than {pred.max_held_frames} frames; calibrate on shorter files")
+            n_seg = n // grid.SEG_LEN
+            if n_seg == 0:
+                continue
+            picks = np.unique(np.linspace(0, n_seg - 1, min(segments_per_file, n_seg)).round().astype(int))
+            seg = feats[:, :, :n_seg * grid.SEG_LEN].reshape(3, grid.N_FREQ, n_seg, grid.SEG_LEN)
+            x = torch.from_numpy(np.ascontiguousarray(seg[:, :, picks].transpose(2, 0, 1, 3)))
+            for a in range(0, len(picks), 16):
+                yield x[a:a + 16]
+
+    cal = int8.calibrate(model, batches())
+    cal["calibrated_on"] = [Path(str(p)).name for p in audio]
+    if write:
+        extra = dict(meta.get("extra") or {})
+        extra["int8"] = cal
+        save_checkpoint(checkpoint, model, kind=meta["kind"], config=meta.get("config") or {},
+                        feature_hash=meta["feature_hash"], metrics=meta.get("metrics"), extra=extra)
+    return cal

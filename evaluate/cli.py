@@ -12,8 +12,9 @@ def _inference_options(f):
         click.option("--batch-size", default=None, type=click.IntRange(min=1),
                      help="Segments per forward pass (default: fastest measured for the device and precision)."),
         click.option("--precision", default="auto", show_default=True,
-                     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-                     help="auto = bf16 where the hardware runs it natively, else fp32."),
+                     type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]),
+                     help="auto = bf16 where the hardware runs it natively; else int8 on x86 CPUs with AVX2 for "
+                          "a student with an int8 calibration (the embedded ones); else fp32, the exact reference."),
         click.option("--decode", default="voicing", show_default=True, type=click.Choice(["voicing", "argmax"]),
                      help="voicing: voiced iff 1 - p(unvoiced) >= threshold, sub-bin pitch; argmax: the paper's."),
         click.option("--voicing-threshold", default=None, type=click.FloatRange(0, 1, max_open=True),
@@ -174,6 +175,40 @@ def calibrate(checkpoint, caches, write, device, precision):
         for dec, sc in rows.items():
             click.echo(f"| {name} | {dec} | " + " | ".join(f"{sc[k]:.2f}" for k in ("VR", "VFA", "RPA", "RCA", "OA"))
                        + " |")
+
+
+
+@main.command("calibrate-int8")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option("--segments-per-file", default=48, show_default=True, type=click.IntRange(min=1),
+              help="64-frame segments taken from each file, evenly spread.")
+@click.option("--write", is_flag=True, help="Store the calibration in the checkpoint (then --precision int8, and "
+                                            "auto on AVX2 CPUs without bf16, use it).")
+def calibrate_int8(checkpoint, audio, segments_per_file, write):
+    """Measure the int8 input ranges of the student CHECKPOINT on AUDIO files or folders (real music)."""
+    from pathlib import Path
+
+    from hkdsme.evaluate.calibrate import calibrate_int8 as run
+    from hkdsme.evaluate.predict import expand_inputs
+
+    files, _ = expand_inputs([Path(a) for a in audio])
+    if not files:
+        _fail(f"no audio files in {', '.join(audio)}")
+    try:
+        if write:
+            from hkdsme.pipeline.atomic import writable_dir
+
+            writable_dir(Path(checkpoint).parent, "checkpoint's folder (--write)")
+        cal = run(checkpoint, files, write=write, segments_per_file=segments_per_file)
+    except (InputError, ValueError, RuntimeError) as e:
+        _fail(e)
+    except OSError as e:
+        _fail(f"{e.filename or checkpoint}: {e.strerror or e}")
+    click.echo(f"int8 calibration on {len(files)} file(s), {cal['segments']} segments"
+               + (f", written to {checkpoint}" if write else ""))
+    for name, q in cal["layers"].items():
+        click.echo(f"  {name}: scale {q['scale']:.5g}, zero point {q['zero_point']}")
 
 
 if __name__ == "__main__":

@@ -147,14 +147,25 @@ class Predictor:
         self.device = _device(device)
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.precision_info = runtime.resolve_precision(precision, self.device)
-        self.precision = self.precision_info.name
         if self.device.type == "cpu":
             runtime.configure_threads()
         self.checkpoint = resolve_checkpoint(checkpoint, model)
         self.model, self.meta = load_checkpoint(self.checkpoint, expected_feature_hash=grid.feature_hash(),
                                                 map_location=self.device)
         self.model.eval()
+        int8_cal = (self.meta.get("extra") or {}).get("int8") if self.meta.get("kind") == "student" else None
+        try:
+            self.precision_info = runtime.resolve_precision(precision, self.device, int8_model=int8_cal is not None)
+        except ValueError as e:
+            raise ValueError(f"{Path(self.checkpoint).name}: {e}") from None
+        self.precision = self.precision_info.name
+        if self.precision == "int8":      # BatchNorms folded, the large convolutions in int8 (model.int8)
+            from hkdsme.model.int8 import int8_model
+
+            try:
+                self.model = int8_model(self.model, int8_cal)
+            except ValueError as e:
+                raise InputError(self.checkpoint, f"checkpoint metadata: {e}") from None
         if getattr(self.model, "heads", False):
             self.model.heads = False  # projector heads are training-only; the melody logits do not use them
         self.model.logits_only = True     # decoding reads the logits; the networks' softmax would be unused

@@ -8,6 +8,10 @@ Precision (``resolve_precision``): ``auto`` means bf16 only where the hardware e
   otherwise fp32. Without native support PyTorch emulates bf16, which measured ~10x *slower* than fp32 on an
   AVX2-only AMD EPYC (student 902 vs 90 ms/segment per training step; teacher 5,438 vs 561), while on an
   avx512_bf16 EPYC it was 1.4-3x faster. Unknown flags (no ``/proc/cpuinfo``, e.g. macOS) → fp32, the safe side.
+- int8 (inference only, :mod:`hkdsme.model.int8`): where ``auto`` would give fp32 on an x86 CPU with AVX2
+  (:func:`int8_fast`), and only for a network that has an int8 version (the student with a stored calibration).
+  Measured on an AVX2-only AMD EPYC: the student ~1.5x faster than fp32 on one thread (docs/benchmarks.md).
+  With native bf16 the bf16 path stays (not measured against int8 there); on ARM and unknown CPUs fp32 stays.
 
 Memory format (``use_channels_last``): channels_last on CPU for the student (up to 1.5x faster inference, measured
 on the AVX2-only and the avx512_bf16 EPYC with ``python benchmarks/bench_all.py``), and for the teacher in bf16
@@ -33,7 +37,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")   # int8: inference only
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")           # x86: instructions that compute bf16 natively
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 (oneDNN's names, upper case)
 _ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
@@ -97,12 +101,33 @@ def native_cpu_bf16(flags=None, env=None, machine=None) -> tuple[bool, str]:
     return True, f"CPU has {'/'.join(have)}"
 
 
-def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None) -> Precision:
-    """``fp32 | bf16 | fp16 | auto`` → the :class:`Precision` to run on ``device``.
+def int8_fast(flags=None, machine=None, engine=None) -> tuple[bool, str]:
+    """``(fast, why)``: is int8 inference the fast choice here, given no native bf16? An x86-64 CPU with AVX2
+    and oneDNN's int8 convolution in torch (arguments default to this machine; tests fake them)."""
+    flags = cpu_flags() if flags is None else frozenset(flags)
+    machine = (platform.machine() if machine is None else machine).lower()
+    if machine not in ("x86_64", "amd64"):
+        return False, f"int8 not measured on {machine or 'this CPU'}"
+    if "avx2" not in flags:
+        return False, "CPU has no avx2"
+    if engine is None:
+        from hkdsme.model.int8 import engine_available
 
-    ``auto``: CUDA → bf16 if supported else fp16; CPU → bf16 iff :func:`native_cpu_bf16`, else fp32.
-    Explicit names are kept (bf16 on a CPU without native support is allowed, only slow); fp16 on CPU is
-    refused (no GradScaler there). ``cpu_bf16`` / ``cuda_bf16`` override the detected capability (tests).
+        engine = engine_available()
+    if not engine:
+        return False, "torch has no oneDNN int8 convolution"
+    return True, "AVX2 and oneDNN int8"
+
+
+def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None, int8_model: bool = False,
+                      cpu_int8=None) -> Precision:
+    """``fp32 | bf16 | fp16 | int8 | auto`` → the :class:`Precision` to run on ``device``.
+
+    ``auto``: CUDA → bf16 if supported else fp16; CPU → bf16 iff :func:`native_cpu_bf16`, else int8 if
+    ``int8_model`` (the caller runs inference of a network that has an int8 version) and :func:`int8_fast`,
+    else fp32. Explicit names are kept (bf16 on a CPU without native support is allowed, only slow); fp16 on
+    CPU is refused (no GradScaler there); int8 needs the CPU, ``int8_model`` and the x86 engine.
+    ``cpu_bf16`` / ``cuda_bf16`` / ``cpu_int8`` override the detected capability (tests).
     """
     import torch
 
@@ -111,6 +136,16 @@ def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None) -> Pr
         raise ValueError(f"precision must be one of {'|'.join(PRECISIONS)}, got {name!r}")
     if name == "fp16" and device.type != "cuda":
         raise ValueError("fp16 needs --device cuda (use bf16 or fp32 on CPU)")
+    if name == "int8":
+        if device.type != "cpu":
+            raise ValueError("int8 runs on the CPU only (use --device cpu, or bf16/fp16 on a GPU)")
+        if not int8_model:
+            raise ValueError("int8 is for inference of a student with an int8 calibration "
+                             "(hkd-eval calibrate-int8); use fp32 or bf16")
+        from hkdsme.model.int8 import engine_available
+
+        if not engine_available():
+            raise ValueError("int8 needs oneDNN's int8 convolution, which this torch build lacks; use fp32")
     if name != "auto":
         return Precision(name, f"{name} requested")
     if device.type == "cuda":
@@ -120,7 +155,15 @@ def resolve_precision(name: str, device, *, cpu_bf16=None, cuda_bf16=None) -> Pr
         ok, why = native_cpu_bf16()
     else:
         ok, why = bool(cpu_bf16), ("bf16 native (given)" if cpu_bf16 else "no native bf16 (given)")
-    return Precision("bf16", f"auto: {why}") if ok else Precision("fp32", f"auto: {why}, so fp32")
+    if ok:
+        return Precision("bf16", f"auto: {why}")
+    if int8_model:
+        fast, why8 = int8_fast() if cpu_int8 is None else (bool(cpu_int8), "int8 fast (given)" if cpu_int8
+                                                             else "int8 not fast (given)")
+        if fast:
+            return Precision("int8", f"auto: {why}; {why8}, so int8")
+        why = f"{why}; {why8}"
+    return Precision("fp32", f"auto: {why}, so fp32")
 
 
 def autocast(precision, device):
@@ -129,7 +172,7 @@ def autocast(precision, device):
 
     precision = str(precision)
     device = torch.device(device)
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):     # int8: the quantized network sets its own arithmetic
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)

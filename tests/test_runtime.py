@@ -54,7 +54,7 @@ def test_explicit_precisions_and_errors():
     with pytest.raises(ValueError, match="fp16 needs --device cuda"):
         runtime.resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="precision must be"):
-        runtime.resolve_precision("int8", "cpu")
+        runtime.resolve_precision("int4", "cpu")
 
 
 def test_threads_follow_affinity_unless_omp_set(monkeypatch):

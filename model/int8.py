@@ -1,0 +1,219 @@
+"""int8 inference of the MSNet student (``precision="int8"``): for x86 CPUs without native bf16.
+
+What runs in integers: the four large convolutions, ``conv2``, ``conv3``, ``up_conv3`` and ``up_conv2`` (4.1 M
+multiply-adds per frame each, 90 % of the network's 18.2 M), as oneDNN int8 convolutions: the input (after its
+BatchNorm) uint8 per tensor with a 7-bit range measured once on real music (:func:`calibrate`, stored in the
+checkpoint as ``extra["int8"]``), the weights int8 per output channel (symmetric), the products summed in int32
+and written out as fp32 — the output is not requantized, so the only rounding is of the input and the weights:
+
+    y_o = s_x · s_w[o] · Σ (q_x − z_x) · q_w[o] + bias_o,   q_x = clamp(round(BN(u) / s_x) + z_x, 0, 127).
+
+The 7-bit input range keeps AVX2's 16-bit pair sums (``vpmaddubsw``) from saturating, which an 8-bit range did.
+``conv1`` (3 input channels), ``bottom`` and ``up_conv1`` (the layer that writes the logits) stay fp32, each with
+its BatchNorm folded in exactly. BN(u) = a·u + b per input channel, a = γ / √(σ² + ε), b = β − μ·a; the
+convolution zero-pads BN's *output*, so
+
+    conv_W(pad₀(a·u + b)) = conv_{W·a}(pad₀ u) + K + D,   K_o = Σ_{c,i,j} W[o,c,i,j]·b_c,
+
+where D (computed once per input shape) corrects the positions within 2 rows or frames of an edge, whose taps
+the padding cut. The unpooling, pooling and SELU run in fp32 as in :class:`~hkdsme.model.student.MSNet`.
+
+Agreement with fp32 and speed are measured, not assumed (docs/benchmarks.md): the melody is not bit-identical
+(the network is sensitive: noise of 1e-4 on its input already moves ~1 % of voiced frames by > 20 cents).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hkdsme.model.output import NetOutput, check_input
+
+INT8_LAYERS = ("conv2", "conv3", "up_conv3", "up_conv2")   # the 4.1 M-MAC/frame convolutions
+FP32_LAYERS = ("conv1", "bottom", "up_conv1")
+ENGINE = "onednn"           # the kernels: oneDNN's int8 convolution with fp32 output
+FORMAT = 1                  # version of the stored calibration (extra["int8"]["format"])
+QMAX = 127                  # 7-bit inputs (module docstring)
+
+
+def engine_available() -> bool:
+    """Does this torch build have oneDNN's int8 convolution (x86 builds of PyTorch do)?"""
+    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")
+                and hasattr(torch.ops.onednn, "qconv_prepack"))
+
+
+def _fold(block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """``(W·a, bias + K, W·b summed over input channels per tap (for D), padding)`` of a (BN, Conv, SELU) block."""
+    bn, conv = block[0], block[1]
+    a = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
+    b = bn.bias.detach() - bn.running_mean.detach() * a
+    w = conv.weight.detach()
+    wb = (w * b.view(1, -1, 1, 1)).sum(dim=1)                     # (O, kh, kw): what b contributes per tap
+    bias = (conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0])) + wb.sum(dim=(1, 2))
+    return (w * a.view(1, -1, 1, 1)).contiguous(), bias, wb, tuple(conv.padding)
+
+
+class _Block(nn.Module):
+    """One (BN, Conv, SELU) block. fp32: BN folded, ``selu(conv_{W·a}(u) + bias + K + D)``. int8 (``qparams``
+    given): ``selu(qconv(quant(BN(u))))`` with an fp32 output; BN is kept, so that the one input scale fits every
+    channel equally (their ranges before BN differ up to 10x), and the convolution's zero padding is the quantized
+    zero exactly."""
+
+    def __init__(self, block: nn.Sequential, qparams: dict | None = None):
+        super().__init__()
+        self.q = None
+        if qparams is None:
+            w, bias, wb, self.padding = _fold(block)
+            # channels_last like the input: oneDNN would otherwise reorder the weights on every call
+            self.register_buffer("weight", w.contiguous(memory_format=torch.channels_last), persistent=False)
+            self.register_buffer("bias", bias, persistent=False)
+            self.register_buffer("wb", wb, persistent=False)
+            self._border: dict = {}
+            return
+        self.bn, conv = block[0], block[1]
+        w = conv.weight.detach()
+        self.w_scale = (w.abs().amax(dim=(1, 2, 3)) / 127.0).clamp_min(1e-12)
+        self.w_zero = torch.zeros(w.shape[0], dtype=torch.long)
+        qw = torch.round(w / self.w_scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+        self.in_scale, self.in_zero = float(qparams["scale"]), int(qparams["zero_point"])
+        self.in_max = (QMAX - self.in_zero) * self.in_scale
+        self.padding = list(conv.padding)
+        self.conv_bias = conv.bias.detach().float()
+        self.q = torch.ops.onednn.qconv_prepack(qw, self.w_scale, self.in_scale, self.in_zero, [1, 1], self.padding,
+                                                [1, 1], 1, None)
+
+    def border(self, h: int, w: int, dtype, device) -> torch.Tensor | None:
+        """D for an input of h × w (None where no tap is cut), cached per shape."""
+        key = (h, w, dtype, device)
+        if key not in self._border:
+            if self.padding == (0, 0):
+                self._border[key] = None
+            else:
+                # Σ over the taps that read a real (not padded) input of wb, minus K (the sum over all taps)
+                ones = torch.ones(1, 1, h, w, dtype=torch.float64)
+                full = F.conv2d(ones, self.wb.double().unsqueeze(1), padding=self.padding)
+                d = full - self.wb.double().sum(dim=(1, 2)).view(1, -1, 1, 1)
+                self._border[key] = d.to(dtype=dtype, device=device)
+        return self._border[key]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if self.q is not None:
+            v = self.bn(u).clamp_(max=self.in_max)        # quantize_per_tensor clips at 255, not QMAX
+            qv = torch.quantize_per_tensor(v, self.in_scale, self.in_zero, torch.quint8).int_repr()
+            # int8 × uint8 products summed in int32, written as fp32: no requantized output
+            y = torch.ops.onednn.qconv2d_pointwise(qv, self.in_scale, self.in_zero, self.q, self.w_scale, self.w_zero,
+                                                   self.conv_bias, [1, 1], self.padding, [1, 1], 1, 1.0, 0,
+                                                   torch.float32, "none", [], "")
+            return F.selu(y, inplace=True)
+        y = F.conv2d(u, self.weight, self.bias, padding=self.padding)
+        d = self.border(u.shape[2], u.shape[3], y.dtype, y.device)
+        if d is not None:
+            _add_border(y, d, self.padding)
+        return F.selu(y, inplace=True)
+
+
+def _add_border(y: torch.Tensor, d: torch.Tensor, padding) -> None:
+    """``y += d`` where ``d`` is non-zero: the first/last ``ph`` rows and, between them, the first/last ``pw``
+    frames (all of it when the strips would overlap)."""
+    ph, pw = padding
+    h, w = y.shape[2], y.shape[3]
+    if h < 2 * ph + 1 or w < 2 * pw + 1:
+        y += d
+        return
+    if ph:
+        y[:, :, :ph] += d[:, :, :ph]
+        y[:, :, h - ph:] += d[:, :, h - ph:]
+    if pw:
+        y[:, :, ph:h - ph, :pw] += d[:, :, ph:h - ph, :pw]
+        y[:, :, ph:h - ph, w - pw:] += d[:, :, ph:h - ph, w - pw:]
+
+
+class FoldedMSNet(nn.Module):
+    """An eval-mode :class:`~hkdsme.model.student.MSNet` with BatchNorms folded; ``qparams`` (the checkpoint's
+    ``extra["int8"]["layers"]``) → the :data:`INT8_LAYERS` run in int8. Melody logits only (no projector heads,
+    no softmax): ``NetOutput(None, logits, ())``."""
+
+    def __init__(self, msnet: nn.Module, qparams: dict | None = None):
+        super().__init__()
+        self.n_classes = msnet.n_classes
+        for name in FP32_LAYERS + INT8_LAYERS:
+            q = qparams.get(name) if qparams is not None and name in INT8_LAYERS else None
+            setattr(self, name, _Block(getattr(msnet, name), q))
+        self.pool = nn.MaxPool2d((4, 1), return_indices=True)
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        from hkdsme.model.student import _unpool
+
+        check_input(x)
+        c1 = self.conv1(x)
+        p1, i1 = self.pool(c1)
+        c2 = self.conv2(p1)
+        p2, i2 = self.pool(c2)
+        c3 = self.conv3(p2)
+        p3, i3 = self.pool(c3)
+        bm = self.bottom(p3)
+        u3 = self.up_conv3(_unpool(p3, i3))
+        u2 = self.up_conv2(_unpool(u3, i2))
+        u1 = self.up_conv1(_unpool(u2, i1))
+        return NetOutput(None, torch.cat((bm, u1), dim=2), ())
+
+
+class _Observed(nn.Module):
+    """fp32 (BN, Conv, SELU) block that shows its convolution's input to an observer (calibration)."""
+
+    def __init__(self, block: nn.Sequential, observer):
+        super().__init__()
+        self.bn, self.conv, self.observer = block[0], block[1], observer
+
+    def forward(self, u):
+        v = self.bn(u)
+        self.observer(v)
+        return F.selu(self.conv(v))
+
+
+def calibrate(msnet: nn.Module, batches) -> dict:
+    """Input ranges of the :data:`INT8_LAYERS` over ``batches`` (iterable of (B, 3, 320, T) normalised CFP):
+    ``{"format", "engine", "segments", "layers": {name: {"scale", "zero_point"}}}``, the value to store in
+    ``extra["int8"]``. Histogram observers choose each clipping range by least squares, on uint8 with
+    :data:`QMAX` = 127."""
+    from torch.ao.quantization.observer import HistogramObserver
+
+    msnet = msnet.eval()
+    net = FoldedMSNet(msnet).eval()
+    obs = {}
+    for name in INT8_LAYERS:
+        obs[name] = HistogramObserver(dtype=torch.quint8, quant_min=0, quant_max=QMAX)
+        setattr(net, name, _Observed(getattr(msnet, name), obs[name]))
+    n = 0
+    with torch.inference_mode():
+        for x in batches:
+            net(x.float())
+            n += x.shape[0]
+    if n == 0:
+        raise ValueError("int8 calibration needs at least one segment of features")
+    layers = {}
+    for name, ob in obs.items():
+        s, z = ob.calculate_qparams()
+        layers[name] = {"scale": float(s.item()), "zero_point": int(z.item())}
+    return {"format": FORMAT, "engine": ENGINE, "segments": n, "layers": layers}
+
+
+def check_calibration(cal) -> dict:
+    """The ``layers`` of a stored calibration; ValueError naming what is wrong."""
+    if not isinstance(cal, dict) or cal.get("format") != FORMAT or not isinstance(cal.get("layers"), dict):
+        raise ValueError(f"int8 calibration must be a dict with format {FORMAT} and layers")
+    for name in INT8_LAYERS:
+        lay = cal["layers"].get(name)
+        if not isinstance(lay, dict):
+            raise ValueError(f"int8 calibration has no layer {name!r}")
+        s, z = lay.get("scale"), lay.get("zero_point")
+        if not (isinstance(s, (int, float)) and s > 0 and isinstance(z, int) and 0 <= z <= QMAX):
+            raise ValueError(f"int8 calibration of {name} needs scale > 0 and zero_point 0..{QMAX}, got {lay!r}")
+    return cal["layers"]
+
+
+def int8_model(msnet: nn.Module, calibration: dict) -> FoldedMSNet:
+    """The int8 network of ``msnet`` (eval mode) with a stored ``calibration``."""
+    if not engine_available():
+        raise RuntimeError("this torch build has no oneDNN int8 convolution: use precision fp32")
+    return FoldedMSNet(msnet.eval(), check_calibration(calibration)).eval()
