@@ -57,7 +57,8 @@ def test_folded_network_without_int8_layers_gives_the_same_logits():
 
 @needs_engine
 def test_int8_block_is_the_convolution_of_the_rounded_input_and_weights():
-    """y = s_x·s_w[o]·Σ (q_x − z_x)·q_w + bias, q_x = clamp(round(BN(u)/s_x) + z_x, 0, 127): exact up to fp32."""
+    """y = s_x·s_w[o]·Σ (q_x − z_x)·q_w + bias, q_x = clamp(round(BN(u)/s_x) + z_x, 0, 255): exact up to fp32
+    (no saturation of AVX2's 16-bit pair sums)."""
     net = _random_msnet(4)
     u = torch.randn(2, 32, 80, 64, generator=torch.Generator().manual_seed(5))
     scale, zp = 0.05, 60
@@ -67,14 +68,14 @@ def test_int8_block_is_the_convolution_of_the_rounded_input_and_weights():
         v = net.conv2[0](u)
         qx = torch.clamp(torch.round(v / scale) + zp, 0, int8.QMAX)
         # the kernel's own rounding (v·(1/s)) may differ from v/s by one step exactly at halves
-        qk = torch.quantize_per_tensor(v.clamp(max=(int8.QMAX - zp) * scale), scale, zp, torch.quint8)
+        qk = torch.quantize_per_tensor(v, scale, zp, torch.quint8)
         assert (qk.int_repr().float() - qx).abs().max() <= 1
         qx = qk.int_repr().float()
         w = net.conv2[1].weight
-        ws = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+        ws = w.abs().amax(dim=(1, 2, 3), keepdim=True) / int8.WMAX
         ref = F.selu(F.conv2d((qx - zp) * scale, torch.round(w / ws) * ws, net.conv2[1].bias, padding=2))
     assert torch.allclose(got, ref, atol=1e-4, rtol=1e-4)
-    assert (qx == int8.QMAX).any()        # the clamp at 127 was exercised
+    assert (qx == 255).any() and (qx == 0).any()          # both clips were exercised
 
 
 def test_calibration_is_checked():
@@ -82,7 +83,7 @@ def test_calibration_is_checked():
     assert int8.check_calibration(good) is good["layers"]
     for bad in (None, {"format": 99, "layers": {}}, {"format": int8.FORMAT, "layers": {}},
                 {"format": int8.FORMAT, "layers": {**good["layers"], "conv3": {"scale": -1, "zero_point": 0}}},
-                {"format": int8.FORMAT, "layers": {**good["layers"], "conv3": {"scale": 0.1, "zero_point": 200}}}):
+                {"format": int8.FORMAT, "layers": {**good["layers"], "conv3": {"scale": 0.1, "zero_point": 300}}}):
         with pytest.raises(ValueError):
             int8.check_calibration(bad)
 
