@@ -130,6 +130,26 @@ def test_teacher_and_uncalibrated_checkpoints_refuse_int8_and_auto_gives_them_fp
     assert Predictor(plain, precision="auto").precision in ("fp32", "bf16")
 
 
+def test_fp32_ignores_the_int8_calibration_bit_for_bit(tmp_path):
+    """--precision fp32 runs the plain network: the same bits with or without a stored calibration."""
+    from hkdsme.evaluate.inference import Predictor
+    from hkdsme.evaluate.models import model_checkpoint
+    from hkdsme.model.checkpoint import load_checkpoint, save_checkpoint
+    from hkdsme.pipeline.synthetic import make_song
+
+    net, meta = load_checkpoint(model_checkpoint("hkdsme"))
+    assert "int8" in meta["extra"]
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, net, kind="student", config=meta["config"], feature_hash=meta["feature_hash"],
+                    extra={k: v for k, v in meta["extra"].items() if k != "int8"})
+    a, b = Predictor(model="hkdsme", precision="fp32"), Predictor(plain, precision="fp32")
+    assert type(a.model) is MSNet
+    x, _, _ = make_song(5, duration=6.0)
+    ta, fa, ca = a.predict_audio(x, return_confidence=True)
+    tb, fb, cb = b.predict_audio(x, return_confidence=True)
+    assert np.array_equal(fa, fb) and np.array_equal(ca, cb)
+
+
 @needs_engine
 def test_int8_melody_agrees_with_fp32_on_a_synthetic_song():
     """The bounds the int8 path is held to: ≥ 99 % of frames with the same voicing decision, and of the frames

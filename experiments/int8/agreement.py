@@ -1,11 +1,11 @@
 """Frame agreement of the int8 path with the fp32 reference on real audio, per set and overall.
 
-For each file, the same predictor settings run twice (``--precision fp32`` and ``int8``); a frame agrees if both
+For each file, the same predictor settings run twice (``--precision fp32`` and ``--against``, default int8); a frame agrees if both
 call it unvoiced, or both call it voiced with pitches within 20 cents. Prints per-set: frames, same voicing %,
 pitch within 20 cents % (of the frames both call voiced), all-frames agreement %. The accuracy side (OA against
 references) is ``hkd-eval report --precision int8`` vs ``--precision fp32`` (docs/benchmarks.md).
 
-    python experiments/int8/agreement.py [--model hkdsme]
+    python experiments/int8/agreement.py [--model hkdsme] [--against int8|bf16]
 """
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ def main():
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hkdsme")
+    ap.add_argument("--against", default="int8", choices=["int8", "bf16"])
     args = ap.parse_args()
-    ref, red = Predictor(model=args.model, precision="fp32"), Predictor(model=args.model, precision="int8")
+    ref, red = Predictor(model=args.model, precision="fp32"), Predictor(model=args.model, precision=args.against)
+    print(f"fp32 against {args.against}, model {args.model}\n")
     print(f"| set | files | frames | same voicing % | pitch ≤ 20 c % (both voiced) | frames agreeing % |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, files in sets().items():
