@@ -26,6 +26,8 @@ Agreement with fp32 and speed are measured, not assumed (docs/benchmarks.md): th
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,10 +42,25 @@ QMAX = 255                  # uint8 inputs 0..255
 WMAX = 63                   # int8 weights within ±63: no int16 saturation on AVX2 (module docstring)
 
 
+@functools.lru_cache(maxsize=1)
 def engine_available() -> bool:
-    """Does this torch build have oneDNN's int8 convolution (x86 builds of PyTorch do)?"""
-    return bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")
-                and hasattr(torch.ops.onednn, "qconv_prepack"))
+    """Does this torch build have oneDNN's int8 convolution, with the arithmetic this module relies on? Checked
+    once per process on a small convolution against the same rounded numbers in fp32 (the operator is internal
+    to PyTorch: a build without it, or with another signature, gives False and fp32 is used)."""
+    try:
+        if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv2d_pointwise")):
+            return False
+        g = torch.Generator().manual_seed(0)
+        qx = torch.randint(0, QMAX + 1, (1, 8, 6, 6), generator=g, dtype=torch.uint8)
+        qw = torch.randint(-WMAX, WMAX + 1, (4, 8, 5, 5), generator=g, dtype=torch.int8)
+        ws, xs, xz = torch.full((4,), 0.01), 0.02, 100
+        packed = torch.ops.onednn.qconv_prepack(qw, ws, xs, xz, [1, 1], [2, 2], [1, 1], 1, None)
+        y = torch.ops.onednn.qconv2d_pointwise(qx, xs, xz, packed, ws, torch.zeros(4, dtype=torch.long), None,
+                                               [1, 1], [2, 2], [1, 1], 1, 1.0, 0, torch.float32, "none", [], "")
+        ref = F.conv2d((qx.float() - xz) * xs, qw.float() * 0.01, padding=2)
+        return bool(y.dtype == torch.float32 and torch.allclose(y, ref, atol=1e-4, rtol=1e-4))
+    except Exception:  # noqa: BLE001 — any failure of an internal operator means: not available
+        return False
 
 
 def _fold(block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
