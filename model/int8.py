@@ -162,20 +162,10 @@ class FoldedMSNet(nn.Module):
         self.pool = nn.MaxPool2d((4, 1), return_indices=True)
 
     def forward(self, x: torch.Tensor) -> NetOutput:
-        from hkdsme.model.student import _unpool
+        from hkdsme.model.student import trunk
 
         check_input(x)
-        c1 = self.conv1(x)
-        p1, i1 = self.pool(c1)
-        c2 = self.conv2(p1)
-        p2, i2 = self.pool(c2)
-        c3 = self.conv3(p2)
-        p3, i3 = self.pool(c3)
-        bm = self.bottom(p3)
-        u3 = self.up_conv3(_unpool(p3, i3))
-        u2 = self.up_conv2(_unpool(u3, i2))
-        u1 = self.up_conv1(_unpool(u2, i1))
-        return NetOutput(None, torch.cat((bm, u1), dim=2), ())
+        return NetOutput(None, trunk(self, x)[0], ())
 
 
 class _Observed(nn.Module):

@@ -43,6 +43,23 @@ def _unpool(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch._C._nn.max_unpool2d(x, indices, (4 * x.shape[2], x.shape[3]))
 
 
+def trunk(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The encoder–decoder of the module docstring on ``net``'s blocks (``conv1`` … ``up_conv1``, ``pool``):
+    ``(logits (B, C, 321, T), c1, c2, u3)``, the last three for the projector heads. Shared by :class:`MSNet`
+    and its int8 version (:mod:`hkdsme.model.int8`), whose blocks compute the same functions."""
+    c1 = net.conv1(x)
+    p1, i1 = net.pool(c1)
+    c2 = net.conv2(p1)
+    p2, i2 = net.pool(c2)
+    c3 = net.conv3(p2)
+    p3, i3 = net.pool(c3)
+    bm = net.bottom(p3)
+    u3 = net.up_conv3(_unpool(p3, i3))
+    u2 = net.up_conv2(_unpool(u3, i2))
+    u1 = net.up_conv1(_unpool(u2, i1))
+    return torch.cat((bm, u1), dim=2), c1, c2, u3
+
+
 class MSNet(nn.Module):
     """Modified MSNet student (720,250 parameters with ``n_classes=4, heads=True``).
 
@@ -78,17 +95,7 @@ class MSNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         check_input(x)
-        c1 = self.conv1(x)
-        p1, i1 = self.pool(c1)
-        c2 = self.conv2(p1)
-        p2, i2 = self.pool(c2)
-        c3 = self.conv3(p2)
-        p3, i3 = self.pool(c3)
-        bm = self.bottom(p3)
-        u3 = self.up_conv3(_unpool(p3, i3))
-        u2 = self.up_conv2(_unpool(u3, i2))
-        u1 = self.up_conv1(_unpool(u2, i1))
-        logits = torch.cat((bm, u1), dim=2)
+        logits, c1, c2, u3 = trunk(self, x)
         aux: tuple[torch.Tensor, ...] = ()
         if self.heads:
             h1 = _along_freq(self.fc1, self.selu(self.cc1(c1)))
