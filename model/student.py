@@ -96,6 +96,7 @@ class MSNet(nn.Module):
     def forward(self, x: torch.Tensor) -> NetOutput:
         check_input(x)
         logits, c1, c2, u3 = trunk(self, x)
+        bm = logits[:, :, :1]         # the bottom row, which every projector head is concatenated with
         aux: tuple[torch.Tensor, ...] = ()
         if self.heads:
             h1 = _along_freq(self.fc1, self.selu(self.cc1(c1)))
