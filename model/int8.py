@@ -11,7 +11,7 @@ and written out as fp32 — the output is not requantized, so the only rounding 
 AVX2 has no int8 dot product: ``vpmaddubsw`` adds two uint8 × int8 products in int16, which saturates beyond
 32,767. Weights within ±63 keep 2 · 255 · 63 = 32,130 below it with full 8-bit inputs; measured on the real-mix
 dev songs, the input's precision is what matters (frames agreeing with fp32: 98.9 % with 8-bit inputs and 7-bit
-weights, 98.2 % with 7-bit inputs and 8-bit weights; full 8 bits on both saturate).
+weights, 98.2–98.5 % with 7-bit inputs and 8-bit weights; full 8 bits on both saturate).
 ``conv1`` (3 input channels), ``bottom`` and ``up_conv1`` (the layer that writes the logits) stay fp32, each with
 its BatchNorm folded in exactly. BN(u) = a·u + b per input channel, a = γ / √(σ² + ε), b = β − μ·a; the
 convolution zero-pads BN's *output*, so
@@ -22,7 +22,8 @@ where D (computed once per input shape) corrects the positions within 2 rows or 
 the padding cut. The unpooling, pooling and SELU run in fp32 as in :class:`~hkdsme.model.student.MSNet`.
 
 Agreement with fp32 and speed are measured, not assumed (docs/benchmarks.md): the melody is not bit-identical
-(the network is sensitive: noise of 1e-4 on its input already moves ~1 % of voiced frames by > 20 cents).
+(the network is sensitive: noise of σ = 1e-4 on its input already moves 0.7 % of the voiced frames of real
+songs by > 20 cents).
 """
 from __future__ import annotations
 
