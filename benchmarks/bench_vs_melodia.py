@@ -41,12 +41,6 @@ for f in files:
 '''
 
 
-def audio_seconds(files) -> float:
-    import soundfile as sf
-
-    return sum(sf.info(str(f)).duration for f in files)
-
-
 def timed(cmd) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,7 +71,7 @@ def make_short(songs, out: Path, n: int = 16, lo: float = 12.0, hi: float = 40.0
     return written
 
 
-def bench_folder(folder: Path, args, configs, hkd_files) -> None:
+def bench_folder(folder: Path, args, configs) -> None:
     import shlex
 
     from hkdsme.evaluate.predict import expand_inputs
@@ -85,7 +79,10 @@ def bench_folder(folder: Path, args, configs, hkd_files) -> None:
     files, _ = expand_inputs([folder])
     if not files:
         sys.exit(f"no audio files in {folder}")
-    dur = audio_seconds(files)
+    import soundfile as sf
+
+    lengths = [sf.info(str(f)).duration for f in files]
+    dur = sum(lengths)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "melodia.py"
         script.write_text(MELODIA)
@@ -101,13 +98,14 @@ def bench_folder(folder: Path, args, configs, hkd_files) -> None:
                 j()
         by_prec = {}
         for k, (label, _, c) in enumerate(configs):
-            prec = shlex.split(c)[shlex.split(c).index("--precision") + 1] if "--precision" in c else "auto"
+            opts = shlex.split(c)
+            prec = opts[opts.index("--precision") + 1] if "--precision" in opts else "auto"
             by_prec.setdefault(prec, []).append(k)
         same = {p: len({tuple((Path(tmp) / f"out{k}" / f.name).read_bytes()
                               for f in sorted((Path(tmp) / f"out{ks[0]}").iterdir())) for k in ks}) == 1
                 for p, ks in by_prec.items() if len(ks) > 1}
     m = min(theirs)
-    print(f"## {folder}: {len(files)} files of {min(hkd_files(files)):.1f}–{max(hkd_files(files)):.1f} s, "
+    print(f"## {folder}: {len(files)} files of {min(lengths):.1f}–{max(lengths):.1f} s, "
           f"{dur:.1f} s of audio, best of {args.repeats} alternating rounds\n")
     print("| tool | wall s | × realtime | / Melodia |")
     print("|---|---:|---:|---:|")
@@ -148,8 +146,6 @@ def main() -> None:
     from hkdsme.model import runtime
     from hkdsme.model.checkpoint import read_meta
 
-    import soundfile as sf
-
     hkd = shutil.which("hkd-eval") or sys.exit("hkd-eval not on PATH (pip install -e .)")
     configs = [(c or "(defaults)", hkd, c) for c in (args.ours or [""])]
     if args.baseline:
@@ -165,7 +161,7 @@ def main() -> None:
     print(f"# {runtime.describe()}")
     print(f"# default model, precision auto → {auto.name} ({auto.reason})\n")
     for folder in folders:
-        bench_folder(folder, args, configs, lambda fs: [sf.info(str(f)).duration for f in fs])
+        bench_folder(folder, args, configs)
 
 if __name__ == "__main__":
     main()

@@ -192,9 +192,9 @@ def calibrate_int8(checkpoint, audio, segments_per_file, write):
     from hkdsme.evaluate.calibrate import calibrate_int8 as run
     from hkdsme.evaluate.predict import expand_inputs
 
-    files, _ = expand_inputs([Path(a) for a in audio])
-    if not files:
-        _fail(f"no audio files in {', '.join(audio)}")
+    files, failed = expand_inputs([Path(a) for a in audio])
+    if failed or not files:      # a folder without audio is a mistake here, not a file to skip
+        _fail("; ".join(f"{p}: {why}" for p, why in failed.items()) or f"no audio files in {', '.join(audio)}")
     try:
         if write:
             from hkdsme.pipeline.atomic import writable_dir
