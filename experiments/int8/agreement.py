@@ -5,7 +5,7 @@ call it unvoiced, or both call it voiced with pitches within 20 cents. Prints pe
 pitch within 20 cents % (of the frames both call voiced), all-frames agreement %. The accuracy side (OA against
 references) is ``hkd-eval report --precision int8`` vs ``--precision fp32`` (docs/benchmarks.md).
 
-    python experiments/int8/agreement.py [--model hkdsme] [--against int8|bf16]
+    python experiments/int8/agreement.py [--model hkdsme|CKPT] [--against int8|bf16] [--set mir1k-test|ultrastar-dev]
 """
 from __future__ import annotations
 
@@ -26,18 +26,25 @@ def sets() -> dict:
     return {"MIR-1K test": mir, "UltraStar dev": dev}
 
 
+SETS = {"mir1k-test": "MIR-1K test", "ultrastar-dev": "UltraStar dev"}
+
+
 def main():
     from hkdsme.evaluate.inference import Predictor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hkdsme")
     ap.add_argument("--against", default="int8", choices=["int8", "bf16"])
+    ap.add_argument("--set", dest="only", choices=list(SETS), help="one set only (default: both)")
     args = ap.parse_args()
-    ref, red = Predictor(model=args.model, precision="fp32"), Predictor(model=args.model, precision=args.against)
+    src = {"checkpoint": args.model} if Path(args.model).suffix == ".pt" else {"model": args.model}
+    ref, red = Predictor(**src, precision="fp32"), Predictor(**src, precision=args.against)
     print(f"fp32 against {args.against}, model {args.model}\n")
     print(f"| set | files | frames | same voicing % | pitch ≤ 20 c % (both voiced) | frames agreeing % |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, files in sets().items():
+        if args.only and SETS[args.only] != name:
+            continue
         n = same = both = close = agree = 0
         for f in files:
             _, a = ref.predict_file(f)

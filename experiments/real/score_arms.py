@@ -19,6 +19,11 @@ US_ROOT = Path("../shared/data/ultrastar-cc")
 MIR1K_ROOT = Path("../shared/data/MIR-1K")
 
 
+def _cache(name):
+    """A feature cache when it was built (faster), else None: the report computes the CFP from the audio."""
+    return C / name if (C / name).is_dir() else None
+
+
 def main():
     from hkdsme.evaluate.calibrate import calibrate_checkpoint
     from hkdsme.evaluate.models import model_checkpoint
@@ -30,6 +35,8 @@ def main():
     ap.add_argument("--baseline", action="append", default=[], help="an embedded model name")
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-test", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="of every network (default fp32, the reference: auto would "
+                    "give a calibrated student int8 on a CPU without native bf16 and the others fp32)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,7 +46,7 @@ def main():
     rows = {}
     for name, path in ckpts.items():
         trained = not name.startswith("[")
-        res = calibrate_checkpoint(path, val, write=trained, progress=False)
+        res = calibrate_checkpoint(path, val, write=trained, progress=False, precision=args.precision)
         stored = (read_meta(path).get("extra") or {}).get("voicing_threshold")
         key = f"voicing@{res['theta']:g}" if trained else f"voicing@{stored:g}" if stored else "voicing@0.5"
         if not trained and stored and key not in res["caches"][str(val[0])]:
@@ -49,13 +56,13 @@ def main():
         print(name, rows[name], flush=True)
     names = list(ckpts)
     rep = run_report([str(ckpts[n]) for n in names], "ultrastar", US_ROOT, split="validation",
-                     out_dir=out / "ultrastar-dev", cache_dir=C / "ultrastar-dev", plots=False)
+                     out_dir=out / "ultrastar-dev", cache_dir=_cache("ultrastar-dev"), plots=False, precision=args.precision)
     for n, c in zip(names, rep["checkpoints"].values()):
         m = c["mean"]
         rows[n].update(dev_OAc=m["OAc"], dev_VR=m["VR"], dev_VFA=m["VFA"], dev_RCA=m["RCA"], dev_OA=m["OA"])
     if not args.no_test:
         rep = run_report([str(ckpts[n]) for n in names], "mir1k", MIR1K_ROOT, split="test",
-                         out_dir=out / "mir1k-test", cache_dir=C / "mir1k-test", plots=False)
+                         out_dir=out / "mir1k-test", cache_dir=_cache("mir1k-test"), plots=False, precision=args.precision)
         for n, c in zip(names, rep["checkpoints"].values()):
             rows[n]["test_OA"] = c["mean"]["OA"]
     for r in rows.values():
