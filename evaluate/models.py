@@ -1,6 +1,6 @@
 """The embedded models: which checkpoint a name (``"hkdsme"``, ``"supervised"``, ``"ftanet"``) or "the default" means.
 
-The package ships two named students and the FTANet teacher they learn from as data (``hkdsme/weights/``;
+The package ships three named students and the FTANet teacher they learn from as data (``hkdsme/weights/``;
 the students are the fast choices, ``ftanet`` the accurate one, ~4.4× slower) with an index ``weights/models.json``
 (``{"default": NAME, "models": {NAME: FILE}}``, docs/model_card.md). No torch here: the parent of a many-file
 predict resolves the checkpoint before its workers load it.
@@ -15,7 +15,7 @@ class NoDefaultModel(FileNotFoundError):
     """The package ships no embedded default model; pass a checkpoint."""
 
 
-STUDENTS = ("hkdsme", "supervised")   # the named students shipped as package data; the default is one of them
+STUDENTS = ("hkdsme", "hkdsme-mir1k", "supervised")   # named students shipped as package data; the default is one
 MODELS = STUDENTS + ("ftanet", "msnet-vocal")   # + the FTANet teacher (float16 weights): more accurate, slower;
 # + the published MSNet vocal network (Hsieh et al. 2019; MIT, trained on MedleyDB; float16 weights), a peer
 MODELS_INDEX = "weights/models.json"  # {"default": NAME, "models": {NAME: FILE}}: which file is which, the default

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI_NAME = {"teacher": "teacher", "distill": "run"}          # config table -> hkd-train subcommand
 
 # recipe -> the shipped model whose stored options it must equal (stage 1 of `supervised` made no shipped file)
-SHIPPED = {"ftanet": "ftanet", "supervised": "supervised", "hkdsme": "hkdsme", "supervised-stage1": None}
+SHIPPED = {"ftanet": "ftanet", "supervised": "supervised", "hkdsme-mir1k": "hkdsme-mir1k", "hkdsme": "hkdsme",
+           "supervised-stage1": None}
 
 
 def _command(path: Path) -> str:
@@ -85,15 +86,17 @@ def test_a_recipe_with_a_typo_or_a_wrong_type_is_refused(tmp_path):
         config.resolve("distill", bad)
 
 
-# The documented command of each recipe (experiments/mir1k/runs_aug.sh), less the paths and the budget that the
-# test replaces with tiny ones (TINY below).
+# The documented command of each recipe (experiments/mir1k/runs_aug.sh; experiments/real/cpu_pool.sh for hkdsme),
+# less the paths and the budget that the test replaces with tiny ones (TINY below).
 SCRIPT_FLAGS = {
     "ftanet": ["--lr-schedule", "cosine", "--val-every", "2"],                                  # t-aug
     "supervised-stage1": ["--teacher", "random", "--no-kd", "--no-hcr", "--no-heads", "--lr-schedule", "cosine",
                           "--lr", "5e-4"],                                                      # s-aug
     "supervised": ["--teacher", "random", "--no-kd", "--no-hcr", "--no-heads", "--lr-schedule", "cosine",
                    "--lr", "3e-4"],                                                             # s-aug-cont
-    "hkdsme": ["--heads", "--hcr-tolerance", "2", "--lr-schedule", "cosine", "--lr", "3e-4"],   # h-aug, TEACHER set
+    "hkdsme-mir1k": ["--heads", "--hcr-tolerance", "2", "--lr-schedule", "cosine", "--lr", "3e-4"],  # h-aug
+    "hkdsme": ["--student-teacher", "--heads", "--hcr-tolerance", "2", "--lr", "3e-4", "--lr-schedule", "cosine",
+               "--val-every", "2"],                                                             # cpu_pool.sh
 }
 # one step of batch 2, in fp32 (the recipes' "auto" is bf16 on a CPU with native bf16: slower for one step) and
 # without validation (it picks best.pt but never touches the weights)
@@ -115,8 +118,13 @@ def _paths(name, command, caches, tmp_path, tag):
     p = ["--out", str(tmp_path / tag)]
     if command == "teacher":
         return p + ["--data", str(caches["lab"])]
+    if name == "hkdsme":                # per-set teachers: hkdsme-mir1k, and fused with msnet-vocal on the pool
+        start = str(WEIGHTS / "hkdsme-mir1k.pt")
+        return p + ["--labeled", str(caches["lab"]), "--init", start, "--unlabeled", str(caches["unl"]),
+                    "--teacher", start, "--pool-teacher", f"{start}*0.5+{WEIGHTS / 'msnet-vocal.pt'}*0.5",
+                    "--teacher-cache", str(tmp_path / "teacher.h5")]
     p += ["--labeled", str(caches["lab"]), "--init", str(WEIGHTS / "supervised.pt")]
-    if name == "hkdsme":
+    if name == "hkdsme-mir1k":
         p += ["--unlabeled", str(caches["unl"]), "--teacher", str(WEIGHTS / "ftanet.pt"),
               "--teacher-cache", str(tmp_path / "teacher.h5")]
     return p

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Accuracy of the int8 path against fp32 for the embedded students: MIR-1K test (OA at 50 cents) and the
 # real-mix dev set (UltraStar dev, OA/OAc at 100 cents), each scored twice, --precision fp32 and int8.
-#   bash experiments/int8/accuracy.sh   → out/int8/<set>-<precision>/report.json, summary table on stdout
+#   bash experiments/int8/accuracy.sh   (MODELS="hkdsme" for one) → out/int8/<set>-<precision>/report.json, summary table on stdout
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${SHARED:-../shared/data}
-W=hkdsme/weights
+CK=(); for m in ${MODELS:-hkdsme hkdsme-mir1k supervised}; do CK+=(--checkpoint hkdsme/weights/$m.pt); done
 for p in fp32 int8; do
-  hkd-eval report --checkpoint $W/hkdsme.pt --checkpoint $W/supervised.pt --dataset mir1k --root $SHARED/MIR-1K \
+  hkd-eval report "${CK[@]}" --dataset mir1k --root $SHARED/MIR-1K \
     --split test --precision $p --no-plots --out out/int8/mir1k-test-$p > /dev/null
-  hkd-eval report --checkpoint $W/hkdsme.pt --checkpoint $W/supervised.pt --dataset ultrastar \
+  hkd-eval report "${CK[@]}" --dataset ultrastar \
     --root $SHARED/ultrastar-cc --split validation --precision $p --no-plots --out out/int8/ultrastar-dev-$p > /dev/null
 done
 python - <<'PY'
