@@ -100,8 +100,9 @@ def report(checkpoints, dataset, root, split, out_dir, cache_dir, device, batch_
 @click.option("--checkpoint", default=None, type=click.Path(path_type=str),
               help="Student or teacher checkpoint (default: the embedded default model).")
 @click.option("--model", default=None, metavar="NAME",
-              help="An embedded model by name: hkdsme, supervised (fast students) or ftanet (the teacher: more "
-                   "accurate, ~4.4x slower); docs/model_card.md; not with --checkpoint.")
+              help="An embedded model by name: hkdsme, hkdsme-mir1k, supervised (fast students), ftanet (the "
+                   "teacher: more accurate on MIR-1K, ~4.4x slower) or msnet-vocal (the published MSNet vocal "
+                   "network); docs/model_card.md; not with --checkpoint.")
 @click.option("--out", "out_dir", default=None, type=click.Path(path_type=str),
               help="Output folder (default: next to each audio file).")
 @click.option("--format", "fmt", default="csv", show_default=True, type=click.Choice(["csv", "mirex", "jams"]))

@@ -1,4 +1,4 @@
-"""The embedded models: which checkpoint a name (``"hkdsme"``, ``"supervised"``, ``"ftanet"``) or "the default" means.
+"""The embedded models: which checkpoint a name (``"hkdsme"``, ``"hkdsme-mir1k"``, ...) or "the default" means.
 
 The package ships three named students and the FTANet teacher they learn from as data (``hkdsme/weights/``;
 the students are the fast choices, ``ftanet`` the accurate one, ~4.4× slower) with an index ``weights/models.json``
