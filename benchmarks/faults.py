@@ -41,6 +41,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from proc_tree import alive as _alive, descendants as _descendants  # noqa: E402
+
 SR = 44100
 
 
@@ -79,26 +82,6 @@ def memory(minutes_list, folder: Path) -> None:
         assert status == 0, f"predict failed on {wav} (status {status})"
         print(f"{minutes:7g}  {wav.stat().st_size / 1e6:8.0f}  {rss:11d}  {wall:6.0f}", flush=True)
         wav.unlink()
-
-
-def _descendants(pid: int) -> set[int]:
-    out = set()
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/children") as fh:
-                for c in map(int, fh.read().split()):
-                    out |= {c} | _descendants(c)
-    except OSError:
-        pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def signals(folder: Path) -> None:

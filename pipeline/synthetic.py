@@ -146,6 +146,36 @@ def make_song(seed: int, duration: float = 8.0) -> tuple[np.ndarray, np.ndarray,
     return y.astype(np.float32), idx / SR, f0[idx].copy()
 
 
+# An isolated voice for checking monophonic f0 trackers: three notes far apart (110–523 Hz) with a 5.5 Hz vibrato
+# of ±50 cents, digital silence between them.
+VIBRATO_NOTES = ((0.4, 1.6, 220.0), (2.0, 3.2, 523.25), (3.5, 4.1, 110.0))   # (start s, end s, centre Hz)
+VIBRATO_DURATION = 4.5
+
+
+def vibrato_f0(t: np.ndarray) -> np.ndarray:
+    """f0 in Hz of :func:`vibrato_voice` at times ``t`` (s): ``hz · 2^(0.5/12 · sin(2π·5.5·(t − start)))`` inside
+    each note of :data:`VIBRATO_NOTES`, 0 outside."""
+    f = np.zeros_like(t, dtype=float)
+    for a, b, hz in VIBRATO_NOTES:
+        on = (t >= a) & (t < b)
+        f[on] = hz * 2.0 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * (t[on] - a)))
+    return f
+
+
+def vibrato_voice(sr: int = 16000) -> np.ndarray:
+    """The voice of :func:`vibrato_f0` (float32, ``VIBRATO_DURATION`` s at ``sr``): 8 harmonics of amplitude 1/k
+    below 0.45·sr, phase integrated from the f0, 30 ms fades at each note's ends, peak ≈ 0.25."""
+    t = np.arange(int(VIBRATO_DURATION * sr)) / sr
+    f = vibrato_f0(t)
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    x = sum((1.0 / k) * np.sin(k * phase) * (k * f < 0.45 * sr) for k in range(1, 9))
+    env = np.zeros_like(t)
+    for a, b, _ in VIBRATO_NOTES:
+        on = (t >= a) & (t < b)
+        env[on] = np.minimum(1.0, np.minimum(t[on] - a, b - t[on]) / 0.03)
+    return (0.25 * x * env).astype(np.float32)
+
+
 def _song_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
 

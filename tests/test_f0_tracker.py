@@ -10,35 +10,22 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from hkdsme.pipeline import f0_tracker as ft
+from hkdsme.pipeline import synthetic
 from hkdsme.pipeline.cli import main as prep
 from hkdsme.pipeline.errors import InputError
 
 SR = 16000
-# (start s, end s, centre Hz): voiced notes; everything else is digital silence
-NOTES = [(0.4, 1.6, 220.0), (2.0, 3.2, 523.25), (3.5, 4.1, 110.0)]
-DUR = 4.5
+NOTES = synthetic.VIBRATO_NOTES       # (start s, end s, centre Hz); digital silence between the notes
+true_f0 = synthetic.vibrato_f0          # centre pitch with a 5.5 Hz vibrato of ±50 cents; 0 outside the notes
+synthetic_voice = synthetic.vibrato_voice
 
 
-def true_f0(t):
-    """Centre pitch with a 5.5 Hz vibrato of ±50 cents; 0 outside the notes."""
-    f = np.zeros_like(t)
-    for a, b, hz in NOTES:
-        on = (t >= a) & (t < b)
-        f[on] = hz * 2.0 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * (t[on] - a)))
-    return f
-
-
-def synthetic_voice(sr=SR):
-    """Harmonic tone (8 partials, 1/k amplitudes, phase integrated from the f0 contour), 30 ms fades."""
-    t = np.arange(int(DUR * sr)) / sr
-    f = true_f0(t)
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    x = sum((1.0 / k) * np.sin(k * phase) * (k * f < 0.45 * sr) for k in range(1, 9))
-    env = np.zeros_like(t)
-    for a, b, _ in NOTES:
-        on = (t >= a) & (t < b)
-        env[on] = np.minimum(1.0, np.minimum(t[on] - a, b - t[on]) / 0.03)
-    return (0.25 * x * env).astype(np.float32)
+def test_vibrato_voice_f0_by_hand():
+    quarter = 1 / (4 * 5.5)                                   # a quarter vibrato period: the peak, +50 cents
+    f = true_f0(np.array([0.3, 0.4, 0.4 + quarter, 2.0 + 3 * quarter, 3.2, 4.2]))
+    np.testing.assert_allclose(f, [0, 220.0, 220.0 * 2 ** (0.5 / 12), 523.25 * 2 ** (-0.5 / 12), 0, 0], rtol=1e-12)
+    x = synthetic_voice(8000)
+    assert x.dtype == np.float32 and x.size == 36000 and not x[:3200].any() and 0.2 < np.abs(x).max() < 0.5
 
 
 def interior(times, margin=0.06):

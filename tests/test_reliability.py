@@ -28,6 +28,8 @@ from hkdsme.model.student import MSNet
 from hkdsme.pipeline import atomic, audio, grid
 from hkdsme.pipeline.errors import InputError
 
+from proc_tree import alive as _alive, descendants as _descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -118,26 +120,6 @@ def test_bytes_pathlike_and_file_object_sources(tmp_path, student):
 
 
 # ------------------------------------------------------------------------------------------------- signals
-
-def _descendants(pid: int) -> set[int]:
-    out = set()
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/children") as fh:
-                for c in map(int, fh.read().split()):
-                    out |= {c} | _descendants(c)
-    except OSError:
-        pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")    # a zombie has ended
-    except OSError:
-        return False
-
 
 def _interrupt(cmd, sig, ready, cwd, timeout=120.0):
     """Run ``cmd``, send ``sig`` once ``ready()`` and it has 2+ worker processes; ``(status, pids seen, stderr)``.

@@ -39,28 +39,12 @@ def subset(tracks, per_singer: int):
             for s, ts in by.items()}
 
 
-NOTES = [(0.4, 1.6, 220.0), (2.0, 3.2, 523.25), (3.5, 4.1, 110.0)]
-
-
-def synthetic(sr=16000, dur=4.5):
+def synthetic(sr=16000):
     """(audio, f0 function, interior-voiced mask function) of the synthetic voice (see the module doc)."""
-    def f0_of(t):
-        f = np.zeros_like(t)
-        for a, b, hz in NOTES:
-            on = (t >= a) & (t < b)
-            f[on] = hz * 2.0 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * (t[on] - a)))
-        return f
+    from hkdsme.pipeline.synthetic import VIBRATO_NOTES, vibrato_f0, vibrato_voice
 
-    t = np.arange(int(dur * sr)) / sr
-    f = f0_of(t)
-    phase = 2 * np.pi * np.cumsum(f) / sr
-    x = sum((1.0 / k) * np.sin(k * phase) * (k * f < 0.45 * sr) for k in range(1, 9))
-    env = np.zeros_like(t)
-    for a, b, _ in NOTES:
-        on = (t >= a) & (t < b)
-        env[on] = np.minimum(1.0, np.minimum(t[on] - a, b - t[on]) / 0.03)
-    inside = lambda tt: np.any([(tt >= a + 0.06) & (tt <= b - 0.06) for a, b, _ in NOTES], axis=0)  # noqa: E731
-    return (0.25 * x * env).astype(np.float32), f0_of, inside
+    inside = lambda tt: np.any([(tt >= a + 0.06) & (tt <= b - 0.06) for a, b, _ in VIBRATO_NOTES], axis=0)  # noqa: E731
+    return vibrato_voice(sr), vibrato_f0, inside
 
 
 def metrics(ref_t, ref_f, t, f0, conf, th):
