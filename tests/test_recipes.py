@@ -76,6 +76,15 @@ def test_recipe_resolves_and_states_every_option_that_shapes_the_model(name):
            {k: ref[k] for k in set(cfg) - set(stored) if k != "teacher_cache"}    # options added later: defaults
 
 
+def test_a_recipe_for_the_other_command_is_refused_in_one_line(tmp_path):
+    with pytest.raises(InputError, match=r"has no \[teacher\] table, only \[distill\]"):
+        config.resolve("teacher", RECIPES / "hkdsme.toml")
+    with pytest.raises(InputError, match=r"has no \[distill\] table, only \[teacher\]"):
+        config.resolve("distill", RECIPES / "ftanet.toml")
+    r = CliRunner().invoke(main, ["teacher", "--config", str(RECIPES / "hkdsme.toml"), "--out", str(tmp_path / "t")])
+    assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1 and "hkdsme.toml" in r.output, r.output
+
+
 def test_a_recipe_with_a_typo_or_a_wrong_type_is_refused(tmp_path):
     bad = tmp_path / "r.toml"
     bad.write_text((RECIPES / "hkdsme.toml").read_text().replace("hcr_tolerance = 2", "hcr_tolerence = 2"))

@@ -95,6 +95,11 @@ def resolve(command: str, config_file=None, overrides: dict | None = None, base:
         unknown = set(user) - {"train", *COMMANDS}
         if unknown:
             raise InputError(config_file, f"unknown tables {sorted(unknown)}; use [train] and [{command}]")
+        others = sorted(set(user) & set(COMMANDS) - {command})
+        if others and command not in user:
+            # a recipe of the other command would otherwise run with only the packaged defaults
+            raise InputError(config_file, f"has no [{command}] table, only [{', '.join(others)}]: it is a recipe "
+                                          f"for another command")
         layers += [(user.get("train", {}), config_file), (user.get(command, {}), config_file)]
     layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "command line"))
     for layer, where in layers:
