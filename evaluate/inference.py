@@ -456,8 +456,8 @@ def extract_melody(audio, sr=None, checkpoint=None, device="cpu", batch_size: in
     ``audio``: a file path (``str``, ``bytes``, ``os.PathLike``), a binary file object (formats soundfile reads),
     or an array with its sample rate ``sr`` (resampled to 8 kHz with soxr HQ; multichannel arrays are averaged;
     integer PCM is scaled by its full range: int16 ÷ 32768, int32 ÷ 2^31, uint8 (x − 128) ÷ 128). ``checkpoint``:
-    any checkpoint path; ``model``: an embedded model by name, ``"hkdsme"``, ``"hkdsme-mir1k"``, ``"supervised"``, ``"ftanet"`` or
-    ``"msnet-vocal"`` (docs/model_card.md); neither → the embedded default. The network is loaded once per process
+    any checkpoint path; ``model``: an embedded model by name, ``"hkdsme"``, ``"hkdsme-mir1k"``, ``"supervised"``,
+    ``"ftanet"`` or ``"msnet-vocal"`` (docs/model_card.md); neither → the embedded default. The network is loaded once per process
     and reused by later calls with the same arguments. ``decode``: ``"voicing"`` (voiced iff ``1 − p(unvoiced) ≥
     voicing_threshold``; None → the checkpoint's calibrated θ, else 0.5; 0 → every frame voiced, f0 = the pitch
     candidate of each frame) or ``"argmax"`` (the paper's). ``precision``: ``"auto"`` = bf16 where the hardware

@@ -120,9 +120,9 @@ class _Block(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.q is not None:
             v = self.bn(u)
-            a = _levels(v, self.in_scale, self.in_zero)
+            qv = _levels(v, self.in_scale, self.in_zero)
             # int8 × uint8 products summed in int32, written as fp32: no requantized output
-            y = torch.ops.onednn.qconv2d_pointwise(a.to(torch.uint8), self.in_scale, self.in_zero, self.q, self.w_scale,
+            y = torch.ops.onednn.qconv2d_pointwise(qv, self.in_scale, self.in_zero, self.q, self.w_scale,
                                                    self.w_zero, self.conv_bias, [1, 1], self.padding, [1, 1], 1, 1.0,
                                                    0, torch.float32, "none", [], "")
             return F.selu(y, inplace=True)
@@ -134,9 +134,9 @@ class _Block(nn.Module):
 
 
 def _levels(v: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
-    """clamp(round(v / scale) + zero, 0, 255) as floats (uint8 levels, rounded half to even like torch's
-    quantizer, whose tensor functions are deprecated)."""
-    return torch.mul(v, 1.0 / scale).round_().add_(zero).clamp_(0, QMAX)
+    """uint8 clamp(round(v / scale) + zero, 0, 255), rounded half to even like torch's quantizer, whose tensor
+    functions are deprecated."""
+    return torch.mul(v, 1.0 / scale).round_().add_(zero).clamp_(0, QMAX).to(torch.uint8)
 
 
 def _add_border(y: torch.Tensor, d: torch.Tensor, padding) -> None:

@@ -18,15 +18,15 @@ import numpy as np
 SHARED = Path("../shared/data")
 
 
+SETS = {"mir1k-test": "MIR-1K test", "ultrastar-dev": "UltraStar dev"}
+
+
 def sets() -> dict:
     mir = sorted(p for p in (SHARED / "MIR-1K/Wavfile").iterdir()
                  if p.name.split("_")[0] in json.loads((SHARED / "MIR-1K/splits.json").read_text())["splits"]["test"]["singers"])
     us = SHARED / "ultrastar-cc"
     dev = [us / "songs" / s / "audio.ogg" for s in json.loads((us / "splits.json").read_text())["dev"]]
-    return {"MIR-1K test": mir, "UltraStar dev": dev}
-
-
-SETS = {"mir1k-test": "MIR-1K test", "ultrastar-dev": "UltraStar dev"}
+    return {SETS["mir1k-test"]: mir, SETS["ultrastar-dev"]: dev}
 
 
 def main():
