@@ -91,7 +91,8 @@ def cfp(audio, out):
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --augment: variants per clip.")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="provoices: folder of <id>.f0.csv labels written by `hkd-prep label-f0`.")
+              help="provoices: folder of <id>.f0.csv labels written by `hkd-prep label-f0`; ultrastar: weak labels "
+                   "written by `hkd-prep weak-labels` (used instead of the notes).")
 @click.option("--accomp", "accomp", multiple=True, metavar="SPEC",
               help="provoices --augment: accompaniment pool, repeatable; each value is one group drawn with equal "
                    "probability: an audio file, a folder, a quoted glob ('songs/*/instrumental.ogg'), or "
@@ -108,9 +109,12 @@ def extract(dataset, root, out, split, tracks_file, all_tracks, jobs, backend, s
     augment = None
     try:   # absolute paths: worker processes need not share our cwd
         options = {} if voice_db is None else {"voice_db": voice_db}
-        if labels_dir is not None or accomp:
+        if dataset == "ultrastar" and labels_dir is not None and not accomp:
+            options["labels"] = labels_dir.absolute()
+        elif labels_dir is not None or accomp:
             if dataset != "provoices":
-                raise click.ClickException("--labels / --accomp are options of --dataset provoices")
+                raise click.ClickException("--labels / --accomp are options of --dataset provoices "
+                                           "(--labels also of ultrastar)")
             options.update(labels=labels_dir.absolute() if labels_dir else None, accomp=list(accomp))
         elif dataset == "provoices":
             options["labels"] = None          # list_tracks explains that provoices needs --labels
@@ -176,6 +180,43 @@ def label_f0(audio_dir, out, tracker, threshold):
     click.echo(f"{out}: {s['done']} labeled, {s['skipped']} already there, {s['failed']} failed in {wall:.1f} s "
                f"({tracker}, threshold {th:g}; {s['audio_s']:.1f} s of audio{voiced})")
     if s["done"] == 0 and s["failed"]:
+        sys.exit(1)
+
+
+@main.command("weak-labels")
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The ultrastar-cc folder (songs/<name>/{audio.ogg,song.txt}, splits.json).")
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train"]),
+              help="Songs to label (the dev songs are for selection only).")
+@click.option("--teacher", required=True,
+              help="Checkpoint or fused ensemble 'A.pt*w+B.pt*w' whose posterior refines the notes.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the label files <song>.f0.csv.")
+@click.option("--window-cents", type=click.FloatRange(min=0.0, min_open=True), default=100.0, show_default=True,
+              help="How far the teacher may move a label from the written note.")
+@click.option("--limit", type=int, default=None, help="Only the first N songs.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def weak_labels(root, split, teacher, out, window_cents, limit, no_progress):
+    """Weak f0 labels for UltraStar songs: inside each note the teacher's best pitch within --window-cents of it,
+    short gaps between notes voiced where the teacher hears the neighbouring note, silence elsewhere. Writes
+    <out>/<song>.f0.csv for `hkd-prep extract --dataset ultrastar --labels OUT`."""
+    from hkdsme.pipeline import datasets
+    from hkdsme.pipeline.weak_labels import write_weak_labels
+
+    t0 = time.perf_counter()
+    try:
+        tracks = datasets.list_tracks("ultrastar", root.absolute(), split=split, limit=limit)
+        writable_dir(out, "label folder (--out)")
+        s = write_weak_labels(tracks, teacher, out, window_cents=window_cents, echo=click.echo,
+                              progress=not no_progress)
+    except (InputError, ValueError) as e:
+        raise click.ClickException(display(e)) from None
+    for r in s["rows"]:
+        click.echo(f"  {r['song']}: offset {r['offset_s']:+.2f} s, octave {r['octave']:+d}, teacher inside the window "
+                   f"on {r['agree']:.1%} of note frames, labels {r['moved']:.0f} cents from the notes on average, "
+                   f"{r['gap_voiced']:.0%} of short gaps voiced, {r['voiced']:.1%} of frames voiced")
+    click.echo(f"{out}: {len(s['done'])} songs labeled, {len(s['failed'])} failed in {time.perf_counter() - t0:.1f} s")
+    if s["failed"] and not s["done"]:
         sys.exit(1)
 
 

@@ -353,13 +353,25 @@ def _song_names(root: Path, split: str | None) -> list[str]:
     return list(names)
 
 
-def list_tracks(root, split=None) -> list:
-    """Tracks ``songs/<name>/audio.ogg`` with labels ``songs/<name>/song.txt`` (id = ``<name>``)."""
+OPTIONS = ("labels",)
+
+
+def list_tracks(root, split=None, labels=None) -> list:
+    """Tracks ``songs/<name>/audio.ogg`` with labels ``songs/<name>/song.txt`` (id = ``<name>``); with ``labels``
+    (a folder of ``hkd-prep weak-labels`` output), ``<labels>/<name>.f0.csv`` instead of the notes."""
     from hkdsme.pipeline.datasets import Track
 
     root = Path(root)
-    return [Track(n, "ultrastar", root / SONGS_DIR / n / AUDIO_NAME, root / SONGS_DIR / n / NOTES_NAME)
-            for n in _song_names(root, split)]
+    names = _song_names(root, split)
+    if labels is None:
+        return [Track(n, "ultrastar", root / SONGS_DIR / n / AUDIO_NAME, root / SONGS_DIR / n / NOTES_NAME)
+                for n in names]
+    from hkdsme.pipeline.weak_labels import LABEL_SUFFIX
+
+    labels = Path(labels)
+    if not labels.is_dir():
+        raise InputError(labels, "weak-label folder (--labels) not found")
+    return [Track(n, "ultrastar", root / SONGS_DIR / n / AUDIO_NAME, labels / f"{n}{LABEL_SUFFIX}") for n in names]
 
 
 def _file_key(*paths: Path) -> tuple:
@@ -396,7 +408,15 @@ def resolve_track(track, audio: np.ndarray | None = None, notes: np.ndarray | No
 
 def load_f0(track) -> tuple[np.ndarray, np.ndarray]:
     """``(times, f0)`` on the 10 ms grid of the whole audio (``grid.frame_times``): the notes of ``song.txt``
-    moved by the song's resolved offset and octave (:func:`resolve_track`) and rendered by :func:`note_f0`."""
+    moved by the song's resolved offset and octave (:func:`resolve_track`) and rendered by :func:`note_f0`; for a
+    track listed with ``labels``, the weak-label file's ``(times, f0)`` (:mod:`hkdsme.pipeline.weak_labels`)."""
+    from hkdsme.pipeline.weak_labels import LABEL_SUFFIX
+
+    if str(track.label_path).endswith(LABEL_SUFFIX):
+        from hkdsme.pipeline.f0_tracker import read_f0_csv
+
+        t, f, _ = read_f0_csv(track.label_path)
+        return t, f
     notes = parse_ultrastar(track.label_path)[1]
     audio = track.load_audio()
     res = resolve_track(track, audio=audio, notes=notes)

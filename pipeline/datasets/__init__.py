@@ -14,8 +14,8 @@ for unlabeled audio; ``labels.f0_to_grid`` maps them onto the 10 ms grid later. 
 - ``adc2004``, ``mirex05``, ``synthetic`` (:mod:`.reference`): ``<name>.wav``; ``<name>REF.txt``: time f0.
 - ``unlabeled`` (:mod:`.unlabeled`): any tree of audio files; no labels.
 - ``ultrastar`` (:mod:`hkdsme.pipeline.ultrastar`): ``songs/<name>/audio.ogg``; ``songs/<name>/song.txt``
-  (UltraStar notes, offset and octave resolved per song); split validation = splits.json ``dev``, train =
-  ``train``.
+  (UltraStar notes, offset and octave resolved per song), or with ``labels``, ``<labels>/<name>.f0.csv`` (weak
+  labels, ``hkd-prep weak-labels``); split validation = splits.json ``dev``, train = ``train``.
 - ``provoices`` (:mod:`hkdsme.pipeline.provoices`): any tree of a cappella voices; ``<labels>/<id>.f0.csv``
   (``hkd-prep label-f0``), mixed over drawn accompaniments.
 
@@ -55,7 +55,7 @@ _REGISTRY = {
     "ikala": (ikala.list_tracks, ikala.load_f0, ikala.OPTIONS),
     "unlabeled": (unlabeled.list_tracks, None, unlabeled.OPTIONS),
     "synthetic": (reference.lister("synthetic"), reference.load_f0, reference.OPTIONS),
-    "ultrastar": (ultrastar.list_tracks, ultrastar.load_f0, ()),
+    "ultrastar": (ultrastar.list_tracks, ultrastar.load_f0, ultrastar.OPTIONS),
     "provoices": (_provoices("list_provoices"), _provoices("read_f0"), ("labels", "accomp")),
 }
 DATASETS = tuple(_REGISTRY)
