@@ -30,7 +30,7 @@ CLI_NAME = {"teacher": "teacher", "distill": "run"}          # config table -> h
 
 # recipe -> the shipped model whose stored options it must equal (stage 1 of `supervised` made no shipped file)
 SHIPPED = {"ftanet": "ftanet", "supervised": "supervised", "hkdsme-mir1k": "hkdsme-mir1k", "hkdsme": "hkdsme",
-           "supervised-stage1": None}
+           "supervised-stage1": None, "hkdsme-stage1": None}
 
 
 def _command(path: Path) -> str:
@@ -95,7 +95,8 @@ def test_a_recipe_with_a_typo_or_a_wrong_type_is_refused(tmp_path):
         config.resolve("distill", bad)
 
 
-# The documented command of each recipe (experiments/mir1k/runs_aug.sh; experiments/real/cpu_pool.sh for hkdsme),
+# The documented command of each recipe (experiments/mir1k/runs_aug.sh; experiments/real/cpu_pool.sh and
+# cpu_weak.sh for the two stages of hkdsme),
 # less the paths and the budget that the test replaces with tiny ones (TINY below).
 SCRIPT_FLAGS = {
     "ftanet": ["--lr-schedule", "cosine", "--val-every", "2"],                                  # t-aug
@@ -104,8 +105,10 @@ SCRIPT_FLAGS = {
     "supervised": ["--teacher", "random", "--no-kd", "--no-hcr", "--no-heads", "--lr-schedule", "cosine",
                    "--lr", "3e-4"],                                                             # s-aug-cont
     "hkdsme-mir1k": ["--heads", "--hcr-tolerance", "2", "--lr-schedule", "cosine", "--lr", "3e-4"],  # h-aug
+    "hkdsme-stage1": ["--student-teacher", "--heads", "--hcr-tolerance", "2", "--lr", "3e-4", "--lr-schedule",
+                      "cosine", "--val-every", "2"],                                            # cpu_pool.sh
     "hkdsme": ["--student-teacher", "--heads", "--hcr-tolerance", "2", "--lr", "3e-4", "--lr-schedule", "cosine",
-               "--val-every", "2"],                                                             # cpu_pool.sh
+               "--val-every", "2"],                                                             # cpu_weak.sh
 }
 # one step of batch 2, in fp32 (the recipes' "auto" is bf16 on a CPU with native bf16: slower for one step) and
 # without validation (it picks best.pt but never touches the weights)
@@ -127,7 +130,7 @@ def _paths(name, command, caches, tmp_path, tag):
     p = ["--out", str(tmp_path / tag)]
     if command == "teacher":
         return p + ["--data", str(caches["lab"])]
-    if name == "hkdsme":                # per-set teachers: hkdsme-mir1k, and fused with msnet-vocal on the pool
+    if name in ("hkdsme", "hkdsme-stage1"):      # per-set teachers: hkdsme-mir1k, and fused with msnet-vocal on the pool
         start = str(WEIGHTS / "hkdsme-mir1k.pt")
         return p + ["--labeled", str(caches["lab"]), "--init", start, "--unlabeled", str(caches["unl"]),
                     "--teacher", start, "--pool-teacher", f"{start}*0.5+{WEIGHTS / 'msnet-vocal.pt'}*0.5",
