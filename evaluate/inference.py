@@ -163,7 +163,7 @@ class Predictor:
             from hkdsme.model.int8 import int8_model
 
             try:
-                self.model = int8_model(self.model, int8_cal)
+                self.model = int8_model(self.model, int8_cal, melody_only=True)
             except ValueError as e:
                 raise InputError(self.checkpoint, f"checkpoint metadata: {e}") from None
         if getattr(self.model, "heads", False):

@@ -1,7 +1,8 @@
 """int8 inference of the MSNet student (``precision="int8"``): for x86 CPUs without native bf16.
 
 What runs in integers: the four large convolutions, ``conv2``, ``conv3``, ``up_conv3`` and ``up_conv2`` (4.1 M
-multiply-adds per frame each, 90 % of the network's 18.2 M), as oneDNN int8 convolutions: the input (after its
+multiply-adds per frame each, 90 % of the network's 18.2 M), and ``up_conv1`` (the layer that writes the logits,
+slow in fp32 for its few output channels), as oneDNN int8 convolutions: the input (after its
 BatchNorm) uint8 per tensor with a range measured once on real music (:func:`calibrate`, stored in the
 checkpoint as ``extra["int8"]``), the weights int8 per output channel (symmetric), the products summed in int32
 and written out as fp32 — the output is not requantized, so the only rounding is of the input and the weights:
@@ -12,14 +13,15 @@ AVX2 has no int8 dot product: ``vpmaddubsw`` adds two uint8 × int8 products in 
 32,767. Weights within ±63 keep 2 · 255 · 63 = 32,130 below it with full 8-bit inputs; measured on the real-mix
 dev songs, the input's precision is what matters (frames agreeing with fp32: 98.9 % with 8-bit inputs and 7-bit
 weights, 98.2–98.5 % with 7-bit inputs and 8-bit weights; full 8 bits on both saturate).
-``conv1`` (3 input channels), ``bottom`` and ``up_conv1`` (the layer that writes the logits) stay fp32, each with
-its BatchNorm folded in exactly. BN(u) = a·u + b per input channel, a = γ / √(σ² + ε), b = β − μ·a; the
+``conv1`` (its input is the CFP itself) and ``bottom`` (0.1 M multiply-adds per frame) stay fp32, each with
+its BatchNorm folded in exactly; so does ``up_conv1`` for a checkpoint calibrated without it. BN(u) = a·u + b per input channel, a = γ / √(σ² + ε), b = β − μ·a; the
 convolution zero-pads BN's *output*, so
 
     conv_W(pad₀(a·u + b)) = conv_{W·a}(pad₀ u) + K + D,   K_o = Σ_{c,i,j} W[o,c,i,j]·b_c,
 
 where D (computed once per input shape) corrects the positions within 2 rows or frames of an edge, whose taps
-the padding cut. The unpooling, pooling and SELU run in fp32 as in :class:`~hkdsme.model.student.MSNet`.
+the padding cut. Pooling, unpooling and SELU run in fp32, reordered where that computes the same function on
+fewer elements (:class:`FoldedMSNet`).
 
 Agreement with fp32 and speed are measured, not assumed (docs/benchmarks.md): the melody is not bit-identical
 (the network is sensitive: noise of σ = 1e-4 on its input already moves 0.7 % of the voiced frames of real
@@ -35,8 +37,8 @@ from torch import nn
 
 from hkdsme.model.output import NetOutput, check_input
 
-INT8_LAYERS = ("conv2", "conv3", "up_conv3", "up_conv2")   # the 4.1 M-MAC/frame convolutions
-FP32_LAYERS = ("conv1", "bottom", "up_conv1")
+INT8_LAYERS = ("conv2", "conv3", "up_conv3", "up_conv2", "up_conv1")
+FP32_LAYERS = ("conv1", "bottom")
 ENGINE = "onednn"           # the kernels: oneDNN's int8 convolution with fp32 output
 FORMAT = 2                  # version of the stored calibration (extra["int8"]["format"])
 QMAX = 255                  # uint8 inputs 0..255
@@ -79,13 +81,15 @@ class _Block(nn.Module):
     """One (BN, Conv, SELU) block. fp32: BN folded, ``selu(conv_{W·a}(u) + bias + K + D)``. int8 (``qparams``
     given): ``selu(qconv(quant(BN(u))))`` with an fp32 output; BN is kept, so that the one input scale fits every
     channel equally (their ranges before BN differ up to 10x), and the convolution's zero padding is the quantized
-    zero exactly."""
+    zero exactly. ``outputs``: compute only the first that many output channels."""
 
-    def __init__(self, block: nn.Sequential, qparams: dict | None = None):
+    def __init__(self, block: nn.Sequential, qparams: dict | None = None, outputs: int | None = None):
         super().__init__()
         self.q = None
+        keep = slice(None, outputs)
         if qparams is None:
             w, bias, wb, self.padding = _fold(block)
+            w, bias, wb = w[keep], bias[keep].contiguous(), wb[keep].contiguous()
             # channels_last like the input: oneDNN would otherwise reorder the weights on every call
             self.register_buffer("weight", w.contiguous(memory_format=torch.channels_last), persistent=False)
             self.register_buffer("bias", bias, persistent=False)
@@ -93,15 +97,16 @@ class _Block(nn.Module):
             self._border: dict = {}
             return
         self.bn, conv = block[0], block[1]
-        w = conv.weight.detach()
+        w = conv.weight.detach()[keep]
         self.w_scale = (w.abs().amax(dim=(1, 2, 3)) / WMAX).clamp_min(1e-12)
         self.w_zero = torch.zeros(w.shape[0], dtype=torch.long)
         qw = torch.round(w / self.w_scale.view(-1, 1, 1, 1)).clamp(-WMAX, WMAX).to(torch.int8)
         self.in_scale, self.in_zero = float(qparams["scale"]), int(qparams["zero_point"])
         self.padding = list(conv.padding)
-        self.conv_bias = conv.bias.detach().float()
+        self.conv_bias = conv.bias.detach().float()[keep].contiguous()
         self.q = torch.ops.onednn.qconv_prepack(qw, self.w_scale, self.in_scale, self.in_zero, [1, 1], self.padding,
                                                 [1, 1], 1, None)
+        self._zero: dict = {}         # the level of BN(0) per channel (pre_unpooled), per dtype and device
 
     def border(self, h: int, w: int, dtype, device) -> torch.Tensor | None:
         """D for an input of h × w (None where no tap is cut), cached per shape."""
@@ -118,19 +123,39 @@ class _Block(nn.Module):
         return self._border[key]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return F.selu(self.pre(u), inplace=True)
+
+    def pre(self, u: torch.Tensor) -> torch.Tensor:
+        """The block before its SELU: ``conv(BN(u))``."""
         if self.q is not None:
-            v = self.bn(u)
-            qv = _levels(v, self.in_scale, self.in_zero)
-            # int8 × uint8 products summed in int32, written as fp32: no requantized output
-            y = torch.ops.onednn.qconv2d_pointwise(qv, self.in_scale, self.in_zero, self.q, self.w_scale,
-                                                   self.w_zero, self.conv_bias, [1, 1], self.padding, [1, 1], 1, 1.0,
-                                                   0, torch.float32, "none", [], "")
-            return F.selu(y, inplace=True)
+            return self._qconv(_levels(self.bn(u), self.in_scale, self.in_zero))
         y = F.conv2d(u, self.weight, self.bias, padding=self.padding)
         d = self.border(u.shape[2], u.shape[3], y.dtype, y.device)
         if d is not None:
             _add_border(y, d, self.padding)
-        return F.selu(y, inplace=True)
+        return y
+
+    def pre_unpooled(self, v: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """``pre(unpool(v, indices))``. int8: BN and rounding are per element, so they run on the pooled ``v``
+        (a quarter of the elements) and unpooling places the levels among the level of BN(0) of each channel,
+        the same uint8 input as rounding the unpooled tensor (the levels, integers 0..255, are exact in fp32)."""
+        from hkdsme.model.student import _unpool
+
+        if self.q is None:
+            return self.pre(_unpool(v, indices))
+        key = (v.shape[1], v.dtype, v.device)
+        if key not in self._zero:
+            zero = torch.zeros(1, v.shape[1], 1, 1, dtype=v.dtype, device=v.device)
+            self._zero[key] = _levels(self.bn(zero), self.in_scale, self.in_zero).to(v.dtype)
+        z = self._zero[key]
+        lv = _levels(self.bn(v), self.in_scale, self.in_zero).to(v.dtype).sub_(z)
+        return self._qconv(_unpool(lv, indices).add_(z).to(torch.uint8))
+
+    def _qconv(self, qv: torch.Tensor) -> torch.Tensor:
+        # int8 × uint8 products summed in int32, written as fp32: no requantized output
+        return torch.ops.onednn.qconv2d_pointwise(qv, self.in_scale, self.in_zero, self.q, self.w_scale, self.w_zero,
+                                                  self.conv_bias, [1, 1], self.padding, [1, 1], 1, 1.0, 0,
+                                                  torch.float32, "none", [], "")
 
 
 def _levels(v: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
@@ -157,22 +182,38 @@ def _add_border(y: torch.Tensor, d: torch.Tensor, padding) -> None:
 
 class FoldedMSNet(nn.Module):
     """An eval-mode :class:`~hkdsme.model.student.MSNet` with BatchNorms folded; ``qparams`` (the checkpoint's
-    ``extra["int8"]["layers"]``) → the :data:`INT8_LAYERS` run in int8. Melody logits only (no projector heads,
-    no softmax): ``NetOutput(None, logits, ())``."""
+    ``extra["int8"]["layers"]``) → those of :data:`INT8_LAYERS` run in int8. Logits only (no projector heads, no
+    softmax): ``NetOutput(None, logits, ())``; ``melody_only`` → the melody channel alone, (B, 1, 321, T) (the
+    only one inference decodes: ``bottom`` and ``up_conv1`` compute one output channel instead of four).
 
-    def __init__(self, msnet: nn.Module, qparams: dict | None = None):
+    The trunk is :func:`~hkdsme.model.student.trunk`'s, reordered where the result is the same function: each
+    encoder block max-pools before its SELU (SELU is increasing, so max∘SELU = SELU∘max on a quarter of the
+    elements; only the index of exactly equal values after SELU can differ), and the int8 decoder blocks round
+    before unpooling (:meth:`_Block.pre_unpooled`)."""
+
+    def __init__(self, msnet: nn.Module, qparams: dict | None = None, melody_only: bool = False):
         super().__init__()
-        self.n_classes = msnet.n_classes
+        self.n_classes = 1 if melody_only else msnet.n_classes
         for name in FP32_LAYERS + INT8_LAYERS:
             q = qparams.get(name) if qparams is not None and name in INT8_LAYERS else None
-            setattr(self, name, _Block(getattr(msnet, name), q))
+            one = melody_only and name in ("bottom", "up_conv1")
+            setattr(self, name, _Block(getattr(msnet, name), q, 1 if one else None))
         self.pool = nn.MaxPool2d((4, 1), return_indices=True)
 
-    def forward(self, x: torch.Tensor) -> NetOutput:
-        from hkdsme.model.student import trunk
+    def _down(self, block: _Block, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v, i = self.pool(block.pre(u))
+        return F.selu(v, inplace=True), i
 
+    def forward(self, x: torch.Tensor) -> NetOutput:
         check_input(x)
-        return NetOutput(None, trunk(self, x)[0], ())
+        p1, i1 = self._down(self.conv1, x)
+        p2, i2 = self._down(self.conv2, p1)
+        p3, i3 = self._down(self.conv3, p2)
+        bm = self.bottom(p3)
+        u3 = F.selu(self.up_conv3.pre_unpooled(p3, i3), inplace=True)
+        u2 = F.selu(self.up_conv2.pre_unpooled(u3, i2), inplace=True)
+        u1 = F.selu(self.up_conv1.pre_unpooled(u2, i1), inplace=True)
+        return NetOutput(None, torch.cat((bm, u1), dim=2), ())
 
 
 class _Observed(nn.Module):
@@ -182,10 +223,15 @@ class _Observed(nn.Module):
         super().__init__()
         self.bn, self.conv, self.observer = block[0], block[1], observer
 
-    def forward(self, u):
+    def pre(self, u):
         v = self.bn(u)
         self.observer(v)
-        return F.selu(self.conv(v))
+        return self.conv(v)
+
+    def pre_unpooled(self, v, indices):
+        from hkdsme.model.student import _unpool
+
+        return self.pre(_unpool(v, indices))
 
 
 def calibrate(msnet: nn.Module, batches) -> dict:
@@ -230,8 +276,8 @@ def check_calibration(cal) -> dict:
     return cal["layers"]
 
 
-def int8_model(msnet: nn.Module, calibration: dict) -> FoldedMSNet:
-    """The int8 network of ``msnet`` (eval mode) with a stored ``calibration``."""
+def int8_model(msnet: nn.Module, calibration: dict, melody_only: bool = False) -> FoldedMSNet:
+    """The int8 network of ``msnet`` (eval mode) with a stored ``calibration`` (``melody_only``: FoldedMSNet)."""
     if not engine_available():
         raise RuntimeError("this torch build has no oneDNN int8 convolution: use precision fp32")
-    return FoldedMSNet(msnet.eval(), check_calibration(calibration)).eval()
+    return FoldedMSNet(msnet.eval(), check_calibration(calibration), melody_only).eval()

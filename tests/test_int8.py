@@ -76,6 +76,40 @@ def test_int8_block_is_the_convolution_of_the_rounded_input_and_weights():
     assert (qx == 255).any() and (qx == 0).any()          # both clips were exercised
 
 
+@needs_engine
+def test_int8_rounding_before_unpooling_gives_the_same_uint8_input():
+    """pre_unpooled rounds the pooled values and places them among the level of BN(0): the convolution sees the
+    same uint8 tensor as rounding the unpooled one, so the outputs are identical."""
+    net = _random_msnet(6)
+    blk = int8._Block(net.up_conv2, {"scale": 0.04, "zero_point": 90})
+    u = torch.randn(2, 64, 80, 16, generator=torch.Generator().manual_seed(7))
+    v, idx = F.max_pool2d(u, (4, 1), return_indices=True)
+    with torch.inference_mode():
+        ref = blk.pre(F.max_unpool2d(v, idx, (4, 1)).contiguous(memory_format=torch.channels_last))
+        got = blk.pre_unpooled(v.contiguous(memory_format=torch.channels_last), idx)
+    assert torch.equal(got, ref)
+
+
+def test_melody_only_network_is_channel_0_of_the_full_one():
+    net = _random_msnet(8).double()
+    x = torch.rand(2, 3, 320, 16, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    with torch.inference_mode():
+        full = int8.FoldedMSNet(net)(x).logits
+        one = int8.FoldedMSNet(net, melody_only=True)(x).logits
+    assert one.shape == (2, 1, 321, 16)
+    assert torch.allclose(one, full[:, :1], rtol=1e-12, atol=1e-12 * float(full.abs().max()))
+
+
+@needs_engine
+def test_a_calibration_without_a_layer_keeps_that_layer_in_fp32():
+    layers = {n: {"scale": 0.1, "zero_point": 10} for n in int8.INT8_LAYERS if n != "up_conv1"}
+    net = int8.int8_model(_random_msnet(), {"format": int8.FORMAT, "layers": layers}, melody_only=True)
+    assert net.up_conv1.q is None and net.up_conv2.q is not None
+    with torch.inference_mode():
+        out = net(torch.rand(1, 3, 320, 8).contiguous(memory_format=torch.channels_last)).logits
+    assert out.shape == (1, 1, 321, 8) and torch.isfinite(out).all()
+
+
 def test_calibration_is_checked():
     good = {"format": int8.FORMAT, "layers": {n: {"scale": 0.1, "zero_point": 10} for n in int8.INT8_LAYERS}}
     assert int8.check_calibration(good) is good["layers"]
