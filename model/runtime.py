@@ -196,13 +196,16 @@ def use_channels_last(device, kind: str, precision: str) -> bool:
 
 def inference_batch(device, precision) -> int:
     """Segments per inference forward pass, by measurement (idle 2-core EPYC, docs/benchmarks.md).
-    CPU: 16. Batch 16 beat 32 in every CPU case (``benchmarks/bench_all.py --quick``: fp32 on AVX2 17.3 vs
-    20.2 ms/segment, native bf16 9.5 vs 12.7). Smaller batches ran the network alone 10-15 % faster in
-    micro-benchmarks (median of 5 interleaved rounds: 8 segments 19.4 vs 22.9 ms/segment, 2 threads, AVX2) but not
-    end to end: ``hkd-eval predict`` on 13 real songs, 4 alternating rounds, AVX2: batch 16 65.2 / 64.0 / 67.3 /
-    71.7 s, batch 8 65.8 / 67.7 / 68.4 / 71.4 s. GPU: 64. Batch size never changes the output (segments are
-    independent in eval mode; tests, and the byte-identical melody files of ``bench_vs_melodia.py``)."""
-    return 16 if device_type(device) == "cpu" else 64
+    CPU fp32 / bf16: 16. Batch 16 beat 32 in every CPU case (``benchmarks/bench_all.py --quick``: fp32 on AVX2 17.3
+    vs 20.2 ms/segment, native bf16 9.5 vs 12.7); batch 8 was no faster end to end in fp32 (``hkd-eval predict`` on
+    13 real songs, 4 alternating rounds, AVX2: batch 16 65.2 / 64.0 / 67.3 / 71.7 s, batch 8 65.8 / 67.7 / 68.4 /
+    71.4 s). CPU int8: 4, whose activations stay in cache (``benchmarks/bench_vs_melodia.py``, 2 rounds: 13 real
+    songs 49.0 / 46.5 s against 52.5 / 51.2 s at batch 16, 16 short tracks 13.6 / 14.4 s against 16.1 / 14.1 s).
+    GPU: 64. Batch size never changes the output (segments are independent in eval mode; tests, and the
+    byte-identical melody files of ``bench_vs_melodia.py``)."""
+    if device_type(device) != "cpu":
+        return 64
+    return 4 if precision == "int8" else 16
 
 
 MAX_AUTO_JOBS = 4     # worker processes "auto" starts at most (each holds a model and a song's CFP, ~0.4 GB)
