@@ -14,8 +14,8 @@ AVX2 has no int8 dot product: ``vpmaddubsw`` adds two uint8 × int8 products in 
 dev songs, the input's precision is what matters (frames agreeing with fp32: 98.9 % with 8-bit inputs and 7-bit
 weights, 98.2–98.5 % with 7-bit inputs and 8-bit weights; full 8 bits on both saturate).
 ``conv1`` (its input is the CFP itself) and ``bottom`` (0.1 M multiply-adds per frame) stay fp32, each with
-its BatchNorm folded in exactly; so does ``up_conv1`` for a checkpoint calibrated without it. BN(u) = a·u + b per input channel, a = γ / √(σ² + ε), b = β − μ·a; the
-convolution zero-pads BN's *output*, so
+its BatchNorm folded in exactly (so does ``up_conv1`` for a checkpoint calibrated without it). BN(u) = a·u + b per
+input channel, a = γ / √(σ² + ε), b = β − μ·a; the convolution zero-pads BN's *output*, so
 
     conv_W(pad₀(a·u + b)) = conv_{W·a}(pad₀ u) + K + D,   K_o = Σ_{c,i,j} W[o,c,i,j]·b_c,
 
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hkdsme.model.output import NetOutput, check_input
+from hkdsme.model.student import _unpool
 
 INT8_LAYERS = ("conv2", "conv3", "up_conv3", "up_conv2", "up_conv1")
 FP32_LAYERS = ("conv1", "bottom")
@@ -139,11 +140,9 @@ class _Block(nn.Module):
         """``pre(unpool(v, indices))``. int8: BN and rounding are per element, so they run on the pooled ``v``
         (a quarter of the elements) and unpooling places the levels among the level of BN(0) of each channel,
         the same uint8 input as rounding the unpooled tensor (the levels, integers 0..255, are exact in fp32)."""
-        from hkdsme.model.student import _unpool
-
         if self.q is None:
             return self.pre(_unpool(v, indices))
-        key = (v.shape[1], v.dtype, v.device)
+        key = (v.dtype, v.device)
         if key not in self._zero:
             zero = torch.zeros(1, v.shape[1], 1, 1, dtype=v.dtype, device=v.device)
             self._zero[key] = _levels(self.bn(zero), self.in_scale, self.in_zero).to(v.dtype)
@@ -229,8 +228,6 @@ class _Observed(nn.Module):
         return self.conv(v)
 
     def pre_unpooled(self, v, indices):
-        from hkdsme.model.student import _unpool
-
         return self.pre(_unpool(v, indices))
 
 

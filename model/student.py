@@ -45,8 +45,8 @@ def _unpool(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 def trunk(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The encoder–decoder of the module docstring on ``net``'s blocks (``conv1`` … ``up_conv1``, ``pool``):
-    ``(logits (B, C, 321, T), c1, c2, u3)``, the last three for the projector heads. Shared by :class:`MSNet`
-    and its int8 version (:mod:`hkdsme.model.int8`), whose blocks compute the same functions."""
+    ``(logits (B, C, 321, T), c1, c2, u3)``, the last three for the projector heads. The int8 version
+    (:class:`hkdsme.model.int8.FoldedMSNet`) computes the same function in a cheaper order."""
     c1 = net.conv1(x)
     p1, i1 = net.pool(c1)
     c2 = net.conv2(p1)
