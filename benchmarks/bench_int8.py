@@ -38,7 +38,6 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
-    torch.set_num_threads(1)
     from hkdsme.evaluate.inference import Predictor
     from hkdsme.model import int8, runtime
     from hkdsme.pipeline.audio import load_audio
